@@ -1,0 +1,1 @@
+"""CDC data platform: PostgreSQL -> Debezium/Kafka -> Spark -> Cassandra, Redis, REST."""

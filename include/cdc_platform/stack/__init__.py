@@ -1,0 +1,1 @@
+"""The embedded local stack: install, supervise and describe every real service."""

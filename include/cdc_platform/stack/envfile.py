@@ -1,0 +1,101 @@
+"""The sourceable ``.stack/env``: how users, scripts, tests and Airflow reach every service.
+
+Airflow connections (``AIRFLOW_CONN_*``) are derived from the same values, so the
+two can never disagree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from urllib.parse import quote
+
+from cdc_platform import connections as conn_ids
+from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.services.postgres import ENGAGEMENT_DB, ENGAGEMENT_USER
+
+AIRFLOW_ADMIN_USER = "admin"
+
+
+def spark_kafka_jars(cfg: StackConfig) -> str:
+    return ",".join(sorted(str(p) for p in (cfg.jars / "spark").glob("*.jar")))
+
+
+def _conn_env(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
+    host = cfg.host
+    ports = cfg.ports
+    values = {
+        "CDC_STATE_DIR": str(cfg.state_dir),
+        "CDC_REPO_ROOT": str(cfg.repo_root),
+        "PG_HOST": host,
+        "PG_PORT": str(ports["postgres"]),
+        "PG_DATABASE": ENGAGEMENT_DB,
+        "PG_USER": ENGAGEMENT_USER,
+        "PG_PASSWORD": secrets["engagement_password"],
+        "PG_DSN": (f"postgresql://{ENGAGEMENT_USER}:{quote(secrets['engagement_password'], safe='')}"
+                   f"@{host}:{ports['postgres']}/{ENGAGEMENT_DB}"),
+        "KAFKA_BOOTSTRAP": f"{host}:{ports['kafka']}",
+        "CONNECT_URL": f"http://{host}:{ports['connect']}",
+        "CASSANDRA_HOST": host,
+        "CASSANDRA_PORT": str(ports["cassandra"]),
+        "REDIS_URL": f"redis://:{quote(secrets['redis_password'], safe='')}@{host}:{ports['redis']}/0",
+        "AIRFLOW_URL": f"http://{host}:{ports['airflow']}",
+        "AIRFLOW_USER": AIRFLOW_ADMIN_USER,
+        "AIRFLOW_PASSWORD": secrets["airflow_admin_password"],
+        "AIRFLOW_HOME": str(cfg.airflow_home),
+        "SPARK_KAFKA_JARS": spark_kafka_jars(cfg),
+        "SPARK_CHECKPOINT_ROOT": str(cfg.checkpoints),
+    }
+    connections = {
+        conn_ids.POSTGRES_CONN_ID: {
+            "conn_type": "postgres", "host": host, "port": ports["postgres"], "schema": ENGAGEMENT_DB,
+            "login": ENGAGEMENT_USER, "password": secrets["engagement_password"],
+        },
+        conn_ids.KAFKA_CONN_ID: {
+            "conn_type": "kafka", "extra": {"bootstrap.servers": values["KAFKA_BOOTSTRAP"]},
+        },
+        conn_ids.KAFKA_CONNECT_CONN_ID: {
+            "conn_type": "http", "host": host, "port": ports["connect"], "schema": "http",
+        },
+        conn_ids.CASSANDRA_CONN_ID: {
+            "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
+        },
+        conn_ids.REDIS_CONN_ID: {
+            "conn_type": "redis", "host": host, "port": ports["redis"],
+            "password": secrets["redis_password"], "extra": {"db": 0},
+        },
+        conn_ids.SPARK_CONN_ID: {
+            "conn_type": "spark", "host": "local[*]",
+            "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+        },
+    }
+    for conn_id, conn in connections.items():
+        values[_conn_env(conn_id)] = json.dumps(conn, separators=(",", ":"))
+    return values
+
+
+def write(path: Path, values: dict[str, str]) -> None:
+    lines = ["# Written by `make up`; regenerated on every start. Source it: `. .stack/env`."]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def read(path: Path) -> dict[str, str]:
+    """Parse a file written by :func:`write` (values are shell-quoted)."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, raw = line[len("export "):].partition("=")
+            parts = shlex.split(raw)
+            values[key] = parts[0] if parts else ""
+    return values

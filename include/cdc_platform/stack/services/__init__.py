@@ -1,0 +1,18 @@
+"""One module per supervised service; ``build_all`` returns them in start order."""
+from __future__ import annotations
+
+from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.service import Service
+
+
+def build_all(cfg: StackConfig, secrets: dict[str, str]) -> list[Service]:
+    from cdc_platform.stack.services import airflow, cassandra, connect, kafka, postgres, redis
+
+    return [
+        postgres.service(cfg, secrets),
+        redis.service(cfg, secrets),
+        kafka.service(cfg, secrets),
+        cassandra.service(cfg, secrets),
+        connect.service(cfg, secrets),
+        *airflow.services(cfg, secrets),
+    ]
