@@ -1,0 +1,40 @@
+"""The Debezium connector config: tuning in include/connectors/*.json, names from names.py.
+
+Placeholders ``@NAME@`` are filled here; the password stays a Connect config-provider
+reference (``${file:...}``) so it never enters Connect's config topic or its REST API.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdc_platform import names
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "connectors" / f"{names.CONNECTOR_NAME}.json"
+
+
+def render(pg_host: str, pg_port: int, pg_user: str, connect_secrets_file: str,
+           template: Path = TEMPLATE) -> dict[str, str]:
+    values = {
+        "PG_HOST": pg_host,
+        "PG_PORT": str(pg_port),
+        "PG_USER": pg_user,
+        "PG_DATABASE": names.PG_DATABASE,
+        "CONNECT_SECRETS_FILE": connect_secrets_file,
+        "TOPIC_PREFIX": names.TOPIC_PREFIX,
+        "REPLICATION_SLOT": names.REPLICATION_SLOT,
+        "PUBLICATION": names.PUBLICATION,
+        "PG_HEARTBEAT_TABLE": names.PG_HEARTBEAT_TABLE,
+        "TABLE_INCLUDE_LIST": ",".join(
+            f"public.{t}" for t in (names.PG_CONTENT_TABLE, names.PG_EVENTS_TABLE, names.PG_HEARTBEAT_TABLE)
+        ),
+    }
+    config = json.loads(template.read_text())
+    rendered = {}
+    for key, value in config.items():
+        for name, replacement in values.items():
+            value = value.replace(f"@{name}@", replacement)
+        if "@" in value and "@" in value.split("@", 1)[1]:
+            raise ValueError(f"unfilled placeholder in connector config {key}={value}")
+        rendered[key] = value
+    return rendered

@@ -1,0 +1,40 @@
+"""Names shared by the stream, the DAGs, the tests and the demo: topics, tables, keys.
+
+Change a name here and every part follows; nothing else spells these strings.
+"""
+# PostgreSQL (source)
+PG_DATABASE = "engagement_db"
+PG_CONTENT_TABLE = "content"
+PG_EVENTS_TABLE = "engagement_events"
+PG_HEARTBEAT_TABLE = "cdc_heartbeat"
+PUBLICATION = "engagement_pub"
+REPLICATION_SLOT = "cdc_slot"
+
+# Debezium / Kafka Connect
+CONNECTOR_NAME = "engagement-postgres-cdc"
+TOPIC_PREFIX = "engagement_project1"
+EVENTS_TOPIC = f"{TOPIC_PREFIX}.public.{PG_EVENTS_TABLE}"
+CONTENT_TOPIC = f"{TOPIC_PREFIX}.public.{PG_CONTENT_TABLE}"
+HEARTBEAT_TOPIC = f"__debezium-heartbeat.{TOPIC_PREFIX}"
+
+# Topics owned by the platform
+DLQ_TOPIC = f"{TOPIC_PREFIX}.dlq.rest_api"
+PARKED_TOPIC = f"{TOPIC_PREFIX}.dlq.parked"
+QUARANTINE_TOPIC = f"{TOPIC_PREFIX}.quarantine"
+
+# Cassandra (history, the truth)
+CASSANDRA_KEYSPACE = "engagement"
+CASSANDRA_EVENTS_TABLE = "engagement_events"
+CASSANDRA_CONTENT_TABLE = "content"
+
+# Redis (real-time aggregates); the first three are the seed's names.
+REDIS_COUNTS = "engagement_realtime_counts"
+REDIS_10M = "engagement_10m"
+REDIS_AVG_PCT = "engagement_realtime_avg_pct"
+REDIS_PCT_SUM = "engagement_pct_sum"          # hash content_id -> sum of pct
+REDIS_PCT_COUNT = "engagement_pct_count"      # hash content_id -> events with a pct
+REDIS_MINUTE_PREFIX = "engagement_minute:"    # + epoch minute: zset content_id -> count
+REDIS_DEVICE_PREFIX = "engagement_device:"    # + device: hash of device insights
+REDIS_DEVICES = "engagement_devices"          # set of devices seen
+REDIS_ROW_PREFIX = "engagement_row:"          # + row id: last-applied position and contribution
+REDIS_WATERMARK = "engagement_watermark"      # hash: last batch id, max position, max event time

@@ -1,0 +1,71 @@
+"""Data rules shared by the stream (Spark), the reconciliation and the tests.
+
+Each rule lives here once. The Spark transforms express the same rules as column
+expressions built from these constants; tests check both agree.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+DEVICES = ("mobile", "desktop", "tablet", "tv", "other")
+DEVICE_ALIASES = {
+    "mobile": "mobile", "phone": "mobile", "android": "mobile", "ios": "mobile", "iphone": "mobile",
+    "smartphone": "mobile",
+    "desktop": "desktop", "web": "desktop", "pc": "desktop", "laptop": "desktop", "mac": "desktop",
+    "tablet": "tablet", "ipad": "tablet",
+    "tv": "tv", "smarttv": "tv", "smart_tv": "tv", "roku": "tv", "firetv": "tv",
+}
+EVENT_TYPES = ("play", "pause", "seek", "finish", "click", "like", "share", "impression")
+
+# engagement_pct above 1 (watched longer than the content, e.g. replays) is capped at 1.0.
+# This is the only place the cap is defined.
+PCT_CAP = 1.0
+# Device insights: share of events at or below / at or above these pct values.
+VERY_LOW_PCT = 0.1
+VERY_HIGH_PCT = 0.9
+# Events stamped further than this into the future are quarantined.
+MAX_FUTURE_SKEW = timedelta(hours=1)
+# engagement_10m: rolling window of event time, kept as per-minute buckets.
+ROLLING_WINDOW_MINUTES = 10
+
+
+def normalize_device(raw: str | None) -> str:
+    if raw is None:
+        return "other"
+    key = raw.strip().lower().replace("-", "").replace(" ", "")
+    return DEVICE_ALIASES.get(key, "other")
+
+
+def normalize_event_type(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip().lower().replace(" ", "_").replace("-", "_")
+    return value or None
+
+
+def engagement_pct(duration_ms: int | None, length_seconds: int | None) -> float | None:
+    """duration_ms / (length_seconds * 1000), capped at PCT_CAP; None when undefined."""
+    if duration_ms is None or length_seconds is None or length_seconds == 0:
+        return None
+    return min(duration_ms / (length_seconds * 1000.0), PCT_CAP)
+
+
+def is_too_far_in_future(event_ts: datetime, now: datetime | None = None) -> bool:
+    now = now or datetime.now(timezone.utc)
+    if event_ts.tzinfo is None:
+        event_ts = event_ts.replace(tzinfo=timezone.utc)
+    return event_ts > now + MAX_FUTURE_SKEW
+
+
+def idempotency_key(row_id: int, position: int) -> str:
+    """Row id + source position (LSN): the same change always maps to the same key."""
+    return f"{row_id}:{position}"
+
+
+def minute_bucket(event_ts_ms: int) -> int:
+    return event_ts_ms // 60_000
+
+
+def canonical_json(payload) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))

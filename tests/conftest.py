@@ -1,0 +1,51 @@
+"""Fixtures shared by every test layer.
+
+Service fixtures read ``.stack/env`` (written by ``make up``) and are session-scoped:
+the whole suite shares one running stack, as CI does.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cdc_platform.stack import envfile
+from cdc_platform.stack.config import StackConfig
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> StackConfig:
+    return StackConfig.load()
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack_config: StackConfig) -> dict[str, str]:
+    values = envfile.read(stack_config.env_file)
+    if not values:
+        pytest.fail(f"{stack_config.env_file} missing: the stack is not up. Run `make up` (or `make test`).")
+    return values
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A small local SparkSession for DataFrame-level tests (no Kafka needed)."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("cdc-platform-tests")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = Path(__file__).parent / "artifacts"
+    path.mkdir(exist_ok=True)
+    return path
