@@ -22,6 +22,12 @@ def spark_kafka_jars(cfg: StackConfig) -> str:
     return ",".join(sorted(str(p) for p in (cfg.jars / "spark").glob("*.jar")))
 
 
+def spark_home(cfg: StackConfig) -> str:
+    """The pyspark wheel is a complete Spark distribution; spark-submit needs to be told where."""
+    found = sorted(cfg.venv.glob("lib/python3*/site-packages/pyspark"))
+    return str(found[-1]) if found else ""
+
+
 def _conn_env(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
@@ -48,6 +54,9 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_USER": AIRFLOW_ADMIN_USER,
         "AIRFLOW_PASSWORD": secrets["airflow_admin_password"],
         "AIRFLOW_HOME": str(cfg.airflow_home),
+        "SPARK_HOME": spark_home(cfg),
+        "PYSPARK_PYTHON": str(cfg.venv / "bin" / "python"),
+        "SPARK_SUBMIT": str(cfg.venv / "bin" / "spark-submit"),
         "SPARK_KAFKA_JARS": spark_kafka_jars(cfg),
         "SPARK_CHECKPOINT_ROOT": str(cfg.checkpoints),
     }

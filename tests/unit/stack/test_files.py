@@ -1,0 +1,71 @@
+import json
+import os
+import stat
+
+from cdc_platform import connections, names
+from cdc_platform.connector import render
+from cdc_platform.stack import envfile, secrets
+from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.service import Service
+from cdc_platform.stack.supervisor import render_config
+
+
+def test_secrets_are_generated_once_private_and_distinct(tmp_path):
+    first = secrets.load_or_create(tmp_path / "secrets")
+    again = secrets.load_or_create(tmp_path / "secrets")
+    assert first == again
+    assert set(first) == set(secrets.SECRET_NAMES)
+    assert len(set(first.values())) == len(first)
+    path = tmp_path / "secrets" / "stack-secrets.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_env_file_round_trips_values_with_shell_metacharacters(tmp_path):
+    values = {"A": "plain", "B": "it's $HOME \"quoted\" `x`", "JSON": json.dumps({"k": "v w"})}
+    path = tmp_path / "env"
+    envfile.write(path, values)
+    assert envfile.read(path) == values
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # and a real shell agrees
+    out = os.popen(f". {path} && printf '%s' \"$B\"").read()
+    assert out == values["B"]
+
+
+def test_env_has_the_documented_names_and_matching_airflow_connections(tmp_path):
+    cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path), "CDC_PORT_POSTGRES": "15432"})
+    values = envfile.build(cfg, secrets.load_or_create(cfg.secrets))
+    for key in ("PG_DSN", "KAFKA_BOOTSTRAP", "CONNECT_URL", "CASSANDRA_HOST", "CASSANDRA_PORT", "REDIS_URL",
+                "AIRFLOW_URL", "AIRFLOW_USER", "AIRFLOW_PASSWORD"):
+        assert values[key], key
+    assert ":15432/engagement_db" in values["PG_DSN"]
+    pg = json.loads(values[f"AIRFLOW_CONN_{connections.POSTGRES_CONN_ID.upper()}"])
+    assert pg["port"] == 15432 and pg["schema"] == names.PG_DATABASE and pg["password"] in values["PG_DSN"]
+    kafka = json.loads(values[f"AIRFLOW_CONN_{connections.KAFKA_CONN_ID.upper()}"])
+    assert kafka["extra"]["bootstrap.servers"] == values["KAFKA_BOOTSTRAP"]
+    spark = json.loads(values[f"AIRFLOW_CONN_{connections.SPARK_CONN_ID.upper()}"])
+    assert spark["host"] == "local[*]"
+
+
+def test_supervisor_config_escapes_percent_and_launches_env_programs(tmp_path):
+    cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path)})
+    svc_plain = Service(name="plain", command=["/bin/echo", "100%"], port=1, ready=lambda: True)
+    svc_env = Service(name="rich", command=["prog", "arg"], port=2, ready=lambda: True,
+                      environment={"AIRFLOW_CONN_X": '{"a": "%s"}'}, user="postgres", stopsignal="INT")
+    text = render_config(cfg, [svc_plain, svc_env])
+    assert "command=/bin/echo 100%%" in text
+    assert "[program:rich]" in text and "user=postgres" in text and "stopsignal=INT" in text
+    env_json = json.loads((cfg.conf / "rich.env.json").read_text())
+    assert env_json == {"AIRFLOW_CONN_X": '{"a": "%s"}'}
+    assert str(cfg.conf / "rich.env.json") in text and "autostart=false" in text and "autorestart=true" in text
+
+
+def test_connector_config_uses_shared_names_and_no_inline_secret():
+    config = render("127.0.0.1", 5432, "engagement", "/state/secrets/connect-secrets.properties")
+    assert config["topic.prefix"] == names.TOPIC_PREFIX
+    assert config["slot.name"] == names.REPLICATION_SLOT
+    assert config["publication.name"] == names.PUBLICATION
+    assert config["plugin.name"] == "pgoutput"
+    assert config["database.password"] == "${file:/state/secrets/connect-secrets.properties:postgres.password}"
+    assert f"public.{names.PG_EVENTS_TABLE}" in config["table.include.list"]
+    assert all("@" not in v for v in config.values())
+    assert int(config["heartbeat.interval.ms"]) > 0
