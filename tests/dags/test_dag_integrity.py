@@ -1,0 +1,63 @@
+"""Every DAG parses without services, is wired the house way, and parses fast."""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
+MAX_PARSE_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_dag_files_exist():
+    assert DAG_FILES, "dags/ has no DAG files"
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_dag_per_file_named_after_it(dagbag):
+    by_file = {}
+    for dag in dagbag.dags.values():
+        by_file.setdefault(Path(dag.fileloc).stem, []).append(dag.dag_id)
+    assert by_file == {p.stem: [p.stem] for p in DAG_FILES}
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
+def test_dag_house_rules(dagbag, path):
+    dag = dagbag.dags[path.stem]
+    assert dag.tags, "tags missing"
+    assert dag.doc_md and len(dag.doc_md.strip()) > 40, "doc_md missing or empty"
+    assert dag.max_active_runs >= 1
+    assert dag.catchup is False
+    for task in dag.tasks:
+        assert task.owner and task.owner != "airflow", f"{task.task_id}: owner not set"
+        assert task.retries is not None and task.retries >= 0
+    assert any(task.retries > 0 for task in dag.tasks), "no task retries"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
+def test_dag_file_parses_fast_and_uses_the_sdk(path):
+    source = path.read_text()
+    assert "from airflow.sdk import" in source
+    for legacy in ("from airflow.models import DAG", "from airflow import DAG", "Variable.get("):
+        assert legacy not in source, f"{path.name} uses {legacy!r}"
+    import airflow.sdk  # noqa: F401 - Airflow's own import cost is not the DAG file's
+
+    spec = importlib.util.spec_from_file_location(f"dagfile_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    start = time.perf_counter()
+    spec.loader.exec_module(module)
+    elapsed = time.perf_counter() - start
+    assert elapsed < MAX_PARSE_SECONDS, f"{path.name} took {elapsed:.2f}s to parse"
