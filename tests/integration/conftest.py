@@ -24,9 +24,9 @@ def redis_client(stack_env):
 
 @pytest.fixture(scope="session")
 def cassandra_session(stack_env):
-    from cassandra.cluster import Cluster
+    from cdc_platform.clients import cassandra_cluster
 
-    cluster = Cluster([stack_env["CASSANDRA_HOST"]], port=int(stack_env["CASSANDRA_PORT"]))
+    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
     session = cluster.connect()
     yield session
     cluster.shutdown()

@@ -125,9 +125,9 @@ auto_snapshot: false
     ]
 
     def ready() -> bool:
-        from cassandra.cluster import Cluster
+        from cdc_platform.clients import cassandra_cluster
 
-        cluster = Cluster([cfg.host], port=port, connect_timeout=3, control_connection_timeout=3)
+        cluster = cassandra_cluster(cfg.host, port, connect_timeout=3, control_connection_timeout=3)
         try:
             session = cluster.connect()
             return session.execute("SELECT release_version FROM system.local").one() is not None

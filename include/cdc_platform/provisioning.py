@@ -1,0 +1,193 @@
+"""Idempotent provisioning of the pipeline: each step can run any number of times.
+
+The functions take ready clients or plain connection details; the ``cdc_provision``
+DAG hands them what Airflow connections provide, tests and the demo what
+``.stack/env`` provides.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc_platform import names
+from cdc_platform.kafka_connect import KafkaConnectClient
+
+log = logging.getLogger(__name__)
+
+INCLUDE_DIR = Path(__file__).resolve().parents[1]
+PG_SCHEMA_FILE = INCLUDE_DIR / "sql" / "engagement_schema.sql"
+CQL_SCHEMA_FILE = INCLUDE_DIR / "cql" / "engagement_schema.cql"
+CANARY_TOPIC = f"{names.TOPIC_PREFIX}.public.{names.PG_HEARTBEAT_TABLE}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+WEEK_MS = str(7 * 24 * 3600 * 1000)
+TOPICS = (
+    # Keyed by primary key: per-row order holds within a partition.
+    TopicSpec(names.EVENTS_TOPIC, 3, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
+    TopicSpec(names.CONTENT_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+    TopicSpec(CANARY_TOPIC, 1, {"retention.ms": str(24 * 3600 * 1000), "cleanup.policy": "delete"}),
+    TopicSpec(names.DLQ_TOPIC, 3, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+    TopicSpec(names.PARKED_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+    TopicSpec(names.QUARANTINE_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+)
+
+
+def sql_statements(text: str) -> list[str]:
+    """Split a schema file into statements (no procedural bodies in our files)."""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def apply_postgres_schema(conn) -> dict[str, bool]:
+    """Tables, REPLICA IDENTITY FULL, heartbeat row, publication and slot. Returns what was created.
+
+    Switches ``conn`` to autocommit: a slot cannot be created in a transaction that wrote.
+    """
+    created = {"publication": False, "slot": False}
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for statement in sql_statements(PG_SCHEMA_FILE.read_text()):
+            cur.execute(statement)
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (names.PUBLICATION,))
+        tables = ", ".join((names.PG_CONTENT_TABLE, names.PG_EVENTS_TABLE, names.PG_HEARTBEAT_TABLE))
+        if not cur.fetchone():
+            cur.execute(f"CREATE PUBLICATION {names.PUBLICATION} FOR TABLE {tables}")
+            created["publication"] = True
+        cur.execute("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (names.REPLICATION_SLOT,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (names.REPLICATION_SLOT,))
+            created["slot"] = True
+        elif row[0] != "pgoutput":
+            raise RuntimeError(f"slot {names.REPLICATION_SLOT} uses plugin {row[0]}, expected pgoutput; "
+                               "dropping it loses changes, so do it deliberately")
+    return created
+
+
+def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeout: float = 30) -> list[str]:
+    """Create missing topics; existing ones are left alone. Returns the names created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config) for t in missing]
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+            created.append(name)
+        except Exception as exc:  # noqa: BLE001 - a concurrent creator is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created
+
+
+def apply_cassandra_schema(session) -> int:
+    statements = sql_statements(CQL_SCHEMA_FILE.read_text())
+    for statement in statements:
+        session.execute(statement)
+    return len(statements)
+
+
+def check_redis(client) -> dict[str, str]:
+    if not client.ping():
+        raise RuntimeError("Redis did not answer PING")
+    policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    if policy != "noeviction":
+        raise RuntimeError(f"Redis maxmemory-policy is {policy}; aggregates need noeviction")
+    return {"version": client.info("server")["redis_version"], "maxmemory-policy": policy}
+
+
+def register_connector(connect: KafkaConnectClient, config: dict[str, str], timeout: float = 180) -> dict:
+    """PUT the config (create or update) and wait for the connector and its task to run."""
+    before = connect.get_config(names.CONNECTOR_NAME)
+    if before is not None:
+        before.pop("name", None)
+    created = connect.put_config(names.CONNECTOR_NAME, config)
+    state = connect.wait_running(names.CONNECTOR_NAME, timeout=timeout)
+    return {"created": created, "changed": before != config, "connector": state.connector, "tasks": list(state.tasks)}
+
+
+def run_canary(pg_conn, bootstrap: str, timeout: float = 120) -> float:
+    """Write a change to the heartbeat table and wait until Debezium has put it on Kafka.
+
+    Returns the seconds from commit to the message being readable.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    canary_id = int(uuid.uuid4().int % 1_000_000_000) + 2  # id 1 is the heartbeat row
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"canary-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        partitions = consumer.list_topics(CANARY_TOPIC, timeout=30).topics[CANARY_TOPIC].partitions
+        assignment = []
+        for p in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(CANARY_TOPIC, p), timeout=10)
+            assignment.append(TopicPartition(CANARY_TOPIC, p, high))
+        consumer.assign(assignment)
+        with pg_conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {names.PG_HEARTBEAT_TABLE} (id, beat_ts) VALUES (%s, now())", (canary_id,))
+            cur.execute(f"DELETE FROM {names.PG_HEARTBEAT_TABLE} WHERE id = %s", (canary_id,))
+        pg_conn.commit()
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error() or msg.key() is None:
+                continue
+            if json.loads(msg.key()).get("id") == canary_id:
+                return time.monotonic() - started
+        raise TimeoutError(f"canary row {canary_id} did not reach {CANARY_TOPIC} within {timeout:.0f}s")
+    finally:
+        consumer.close()
+
+
+def connector_config_from_env(env) -> dict[str, str]:
+    from cdc_platform.connector import render
+
+    secrets_file = Path(env["CDC_STATE_DIR"]) / "secrets" / "connect-secrets.properties"
+    return render(env["PG_HOST"], int(env["PG_PORT"]), env["PG_USER"], str(secrets_file))
+
+
+def provision_from_env(env) -> dict:
+    """Every step in order, with clients built from ``.stack/env`` values (demo, tests)."""
+    import psycopg2
+    import redis
+
+    from cdc_platform.clients import cassandra_cluster
+
+    report: dict = {}
+    conn = psycopg2.connect(env["PG_DSN"])
+    try:
+        report["postgres"] = apply_postgres_schema(conn)
+    finally:
+        conn.close()
+    report["topics_created"] = create_topics(env["KAFKA_BOOTSTRAP"])
+    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"])
+    try:
+        report["cassandra_statements"] = apply_cassandra_schema(cluster.connect())
+    finally:
+        cluster.shutdown()
+    report["redis"] = check_redis(redis.Redis.from_url(env["REDIS_URL"], decode_responses=True))
+    report["connector"] = register_connector(KafkaConnectClient(env["CONNECT_URL"]), connector_config_from_env(env))
+    conn = psycopg2.connect(env["PG_DSN"])
+    try:
+        report["canary_seconds"] = round(run_canary(conn, env["KAFKA_BOOTSTRAP"]), 3)
+    finally:
+        conn.close()
+    return report

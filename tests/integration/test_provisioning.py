@@ -1,0 +1,30 @@
+"""Provisioning the real pipeline is idempotent and ends with changes flowing into Kafka."""
+import pytest
+
+from cdc_platform import names
+from cdc_platform.provisioning import provision_from_env
+
+pytestmark = pytest.mark.integration
+
+
+def test_provisioning_twice_changes_nothing_the_second_time(stack_env, pg_conn):
+    first = provision_from_env(stack_env)
+    second = provision_from_env(stack_env)
+
+    assert first["connector"]["connector"] == "RUNNING" and first["connector"]["tasks"] == ["RUNNING"]
+    assert second["postgres"] == {"publication": False, "slot": False}
+    assert second["topics_created"] == []
+    assert second["connector"]["created"] is False and second["connector"]["changed"] is False
+    assert second["connector"]["tasks"] == ["RUNNING"]
+    assert 0 < second["canary_seconds"] < 60
+
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT plugin, slot_type FROM pg_replication_slots WHERE slot_name = %s",
+                    (names.REPLICATION_SLOT,))
+        assert cur.fetchone() == ("pgoutput", "logical")
+        cur.execute("SELECT relreplident FROM pg_class WHERE relname IN (%s, %s)",
+                    (names.PG_EVENTS_TABLE, names.PG_CONTENT_TABLE))
+        assert [r[0] for r in cur.fetchall()] == ["f", "f"]
+        cur.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY 1",
+                    (names.PUBLICATION,))
+        assert {r[0] for r in cur.fetchall()} >= {names.PG_EVENTS_TABLE, names.PG_CONTENT_TABLE}
