@@ -54,6 +54,7 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_USER": AIRFLOW_ADMIN_USER,
         "AIRFLOW_PASSWORD": secrets["airflow_admin_password"],
         "AIRFLOW_HOME": str(cfg.airflow_home),
+        "ALERTS_URL": f"http://{host}:{ports['alerts']}/alerts",
         "SPARK_HOME": spark_home(cfg),
         "PYSPARK_PYTHON": str(cfg.venv / "bin" / "python"),
         "SPARK_SUBMIT": str(cfg.venv / "bin" / "spark-submit"),
@@ -77,6 +78,10 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         conn_ids.REDIS_CONN_ID: {
             "conn_type": "redis", "host": host, "port": ports["redis"],
             "password": secrets["redis_password"], "extra": {"db": 0},
+        },
+        conn_ids.ALERTS_CONN_ID: {
+            "conn_type": "http", "host": host, "port": ports["alerts"], "schema": "http",
+            "extra": {"endpoint": "/alerts"},
         },
         conn_ids.SPARK_CONN_ID: {
             "conn_type": "spark", "host": "local[*]",

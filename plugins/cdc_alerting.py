@@ -1,0 +1,24 @@
+"""Airflow Notifier that posts platform alerts to the webhook of the ``cdc_alerts`` connection.
+
+Use it as a failure callback: ``on_failure_callback=WebhookAlertNotifier()``.
+Deadline Alerts use ``cdc_platform.alerting.deadline_missed`` (an AsyncCallback).
+"""
+from __future__ import annotations
+
+from airflow.sdk import BaseNotifier
+
+from cdc_platform.alerting import alert_from_task_context, post_alert, webhook_url
+from cdc_platform.connections import ALERTS_CONN_ID
+
+
+class WebhookAlertNotifier(BaseNotifier):
+    template_fields = ("title",)
+
+    def __init__(self, title: str | None = None, severity: str = "error", conn_id: str = ALERTS_CONN_ID):
+        super().__init__()
+        self.title = title
+        self.severity = severity
+        self.conn_id = conn_id
+
+    def notify(self, context) -> None:
+        post_alert(webhook_url(self.conn_id), alert_from_task_context(context, self.title, self.severity))
