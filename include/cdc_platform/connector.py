@@ -13,14 +13,17 @@ from cdc_platform import names
 TEMPLATE = Path(__file__).resolve().parents[1] / "connectors" / f"{names.CONNECTOR_NAME}.json"
 
 
-def render(pg_host: str, pg_port: int, pg_user: str, connect_secrets_file: str,
+def render(pg_host: str, pg_port: int, pg_user: str, password_ref: str,
            template: Path = TEMPLATE) -> dict[str, str]:
+    """``password_ref`` is a Connect config-provider reference such as ``${file:/path:key}``."""
+    if not password_ref.startswith("${"):
+        raise ValueError("the database password must be a config-provider reference, not a literal secret")
     values = {
         "PG_HOST": pg_host,
         "PG_PORT": str(pg_port),
         "PG_USER": pg_user,
         "PG_DATABASE": names.PG_DATABASE,
-        "CONNECT_SECRETS_FILE": connect_secrets_file,
+        "DATABASE_PASSWORD_REF": password_ref,
         "TOPIC_PREFIX": names.TOPIC_PREFIX,
         "REPLICATION_SLOT": names.REPLICATION_SLOT,
         "PUBLICATION": names.PUBLICATION,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_platform import names
+from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.kafka_connect import KafkaConnectClient
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,9 @@ def run_canary(pg_conn, bootstrap: str, timeout: float = 120) -> float:
 def connector_config_from_env(env) -> dict[str, str]:
     from cdc_platform.connector import render
 
-    secrets_file = Path(env["CDC_STATE_DIR"]) / "secrets" / "connect-secrets.properties"
-    return render(env["PG_HOST"], int(env["PG_PORT"]), env["PG_USER"], str(secrets_file))
+    connect_conn = json.loads(env[f"AIRFLOW_CONN_{KAFKA_CONNECT_CONN_ID.upper()}"])
+    return render(env["PG_HOST"], int(env["PG_PORT"]), env["PG_USER"],
+                  connect_conn["extra"]["database_password_ref"])
 
 
 def provision_from_env(env) -> dict:

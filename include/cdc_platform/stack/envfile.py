@@ -55,6 +55,8 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "AIRFLOW_PASSWORD": secrets["airflow_admin_password"],
         "AIRFLOW_HOME": str(cfg.airflow_home),
         "ALERTS_URL": f"http://{host}:{ports['alerts']}/alerts",
+        "API_URL": f"http://{host}:{ports['restapi']}",
+        "API_TOKEN": secrets["api_token"],
         "SPARK_HOME": spark_home(cfg),
         "PYSPARK_PYTHON": str(cfg.venv / "bin" / "python"),
         "SPARK_SUBMIT": str(cfg.venv / "bin" / "spark-submit"),
@@ -71,6 +73,8 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         },
         conn_ids.KAFKA_CONNECT_CONN_ID: {
             "conn_type": "http", "host": host, "port": ports["connect"], "schema": "http",
+            # How connectors on this worker reference the database password (a config provider).
+            "extra": {"database_password_ref": f"${{file:{cfg.secrets / 'connect-secrets.properties'}:postgres.password}}"},
         },
         conn_ids.CASSANDRA_CONN_ID: {
             "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
@@ -82,6 +86,10 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         conn_ids.ALERTS_CONN_ID: {
             "conn_type": "http", "host": host, "port": ports["alerts"], "schema": "http",
             "extra": {"endpoint": "/alerts"},
+        },
+        conn_ids.REST_API_CONN_ID: {
+            "conn_type": "http", "host": host, "port": ports["restapi"], "schema": "http",
+            "password": secrets["api_token"],
         },
         conn_ids.SPARK_CONN_ID: {
             "conn_type": "spark", "host": "local[*]",

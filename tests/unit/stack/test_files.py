@@ -60,7 +60,7 @@ def test_supervisor_config_escapes_percent_and_launches_env_programs(tmp_path):
 
 
 def test_connector_config_uses_shared_names_and_no_inline_secret():
-    config = render("127.0.0.1", 5432, "engagement", "/state/secrets/connect-secrets.properties")
+    config = render("127.0.0.1", 5432, "engagement", "${file:/state/secrets/connect-secrets.properties:postgres.password}")
     assert config["topic.prefix"] == names.TOPIC_PREFIX
     assert config["slot.name"] == names.REPLICATION_SLOT
     assert config["publication.name"] == names.PUBLICATION
@@ -69,3 +69,10 @@ def test_connector_config_uses_shared_names_and_no_inline_secret():
     assert f"public.{names.PG_EVENTS_TABLE}" in config["table.include.list"]
     assert all("@" not in v for v in config.values())
     assert int(config["heartbeat.interval.ms"]) > 0
+
+
+def test_connector_config_refuses_a_literal_password():
+    import pytest
+
+    with pytest.raises(ValueError, match="config-provider reference"):
+        render("127.0.0.1", 5432, "engagement", "hunter2")

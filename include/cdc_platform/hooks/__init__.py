@@ -1,0 +1,1 @@
+"""Airflow hooks in the providers' shape: a ``*_conn_id``, clients created lazily."""

@@ -1,0 +1,73 @@
+"""Clients for the platform's services, built from Airflow connections.
+
+Each function resolves its connection when called (task run time), never at DAG parse time.
+"""
+from __future__ import annotations
+
+from cdc_platform import connections as conn_ids
+
+
+def kafka_bootstrap(conn_id: str = conn_ids.KAFKA_CONN_ID) -> str:
+    from airflow.sdk import BaseHook
+
+    extra = BaseHook.get_connection(conn_id).extra_dejson
+    bootstrap = extra.get("bootstrap.servers")
+    if not bootstrap:
+        raise ValueError(f"connection {conn_id} has no extra['bootstrap.servers']")
+    return bootstrap
+
+
+def postgres_conn(conn_id: str = conn_ids.POSTGRES_CONN_ID):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=conn_id).get_conn()
+
+
+def postgres_connection(conn_id: str = conn_ids.POSTGRES_CONN_ID):
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id)
+
+
+def cassandra_session(conn_id: str = conn_ids.CASSANDRA_CONN_ID):
+    """A session on the connection's host/port (protocol v5), without a keyspace so DDL can create one."""
+    from airflow.sdk import BaseHook
+
+    from cdc_platform.clients import cassandra_cluster
+
+    conn = BaseHook.get_connection(conn_id)
+    cluster = cassandra_cluster(conn.host, conn.port or 9042)
+    return cluster, cluster.connect()
+
+
+def cassandra_endpoint(conn_id: str = conn_ids.CASSANDRA_CONN_ID) -> tuple[str, int]:
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return conn.host, int(conn.port or 9042)
+
+
+def redis_client(conn_id: str = conn_ids.REDIS_CONN_ID):
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    return RedisHook(redis_conn_id=conn_id).get_conn()
+
+
+def redis_url(conn_id: str = conn_ids.REDIS_CONN_ID) -> str:
+    from urllib.parse import quote
+
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    db = (conn.extra_dejson or {}).get("db", 0)
+    auth = f":{quote(conn.password, safe='')}@" if conn.password else ""
+    return f"redis://{auth}{conn.host}:{conn.port or 6379}/{db}"
+
+
+def http_base_url(conn_id: str) -> tuple[str, str | None]:
+    """(base URL, password-or-token) of an http connection."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    port = f":{conn.port}" if conn.port else ""
+    return f"{conn.schema or 'http'}://{conn.host}{port}", conn.password

@@ -1,0 +1,1 @@
+"""The functions Airflow tasks call: one per task, connections in, a small report out."""
