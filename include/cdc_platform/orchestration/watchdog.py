@@ -1,0 +1,55 @@
+"""The ``cdc_watchdog`` task: collect the pipeline's health numbers, repair what is safe, alert on breaches."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from cdc_platform import alerting, names
+from cdc_platform import connections as conn_ids
+from cdc_platform import watchdog
+from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.kafka_connect import KafkaConnectHook
+
+log = logging.getLogger(__name__)
+
+
+def default_checkpoint_root() -> Path:
+    return Path(os.environ.get("SPARK_CHECKPOINT_ROOT") or Path(os.environ["CDC_STATE_DIR"]) / "checkpoints")
+
+
+def thresholds_from(params: dict | None) -> watchdog.Thresholds:
+    params = params or {}
+    names_ = {f.name for f in fields(watchdog.Thresholds)}
+    return watchdog.Thresholds(**{k: v for k, v in params.items() if k in names_ and v is not None})
+
+
+def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | Path | None = None,
+          auto_restart: bool = True, alert: bool = True,
+          kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
+          postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
+          alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
+    thresholds = thresholds or watchdog.Thresholds()
+    metrics = watchdog.Metrics()
+    watchdog.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
+    conn = hooks.postgres_conn(postgres_conn_id)
+    try:
+        watchdog.slot_metrics(conn, metrics)
+    finally:
+        conn.close()
+    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    watchdog.stream_metrics(bootstrap, Path(checkpoint_root or default_checkpoint_root()), metrics)
+    metrics.dlq_depth = watchdog.topic_depth(bootstrap, names.DLQ_TOPIC, names.DLQ_REPROCESS_GROUP)
+    metrics.parked_depth = watchdog.topic_depth(bootstrap, names.PARKED_TOPIC)
+    breaches = watchdog.evaluate(metrics, thresholds)
+    for key, value in metrics.as_dict().items():
+        log.info("watchdog %s = %s", key, value)
+    report = {"metrics": metrics.as_dict(), "breaches": [asdict(b) for b in breaches],
+              "thresholds": asdict(thresholds)}
+    if breaches and alert:
+        alerting.send(
+            title=f"CDC watchdog: {len(breaches)} breach(es): {', '.join(b.check for b in breaches)}",
+            source="watchdog", severity="error",
+            message="; ".join(b.message for b in breaches), details=report, conn_id=alerts_conn_id)
+    return report

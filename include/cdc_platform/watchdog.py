@@ -1,0 +1,205 @@
+"""Health numbers of the running pipeline, and the thresholds that turn them into alerts.
+
+Collectors read the real systems; :func:`evaluate` is pure and decides what breaches.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cdc_platform import names
+
+STREAM_QUERIES = ("cassandra", "redis", "rest")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_slot_lag_bytes: int = 256 * 2**20
+    max_stream_idle_seconds: float = 300.0
+    max_sink_lag_messages: int = 50_000
+    max_dlq_depth: int = 1_000
+    max_parked: int = 0
+    max_freshness_seconds: float = 300.0
+
+
+@dataclass
+class Metrics:
+    connector_state: str | None = None
+    connector_tasks: list[str] = field(default_factory=list)
+    connector_restarted: list[str] = field(default_factory=list)
+    slot_active: bool | None = None
+    slot_lag_bytes: int | None = None
+    stream_idle_seconds: dict[str, float | None] = field(default_factory=dict)
+    sink_lag_messages: dict[str, int | None] = field(default_factory=dict)
+    dlq_depth: int | None = None
+    parked_depth: int | None = None
+    freshness_seconds: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Breach:
+    check: str
+    value: object
+    limit: object
+    message: str
+
+
+def evaluate(m: Metrics, t: Thresholds) -> list[Breach]:
+    breaches: list[Breach] = []
+    if m.connector_state != "RUNNING" or any(s != "RUNNING" for s in m.connector_tasks) or not m.connector_tasks:
+        breaches.append(Breach("connector", {"connector": m.connector_state, "tasks": m.connector_tasks}, "RUNNING",
+                               f"connector {names.CONNECTOR_NAME} is {m.connector_state} with tasks {m.connector_tasks}"
+                               + (f"; restarted: {m.connector_restarted}" if m.connector_restarted else "")))
+    if m.slot_active is False:
+        breaches.append(Breach("slot_active", False, True, f"replication slot {names.REPLICATION_SLOT} has no consumer"))
+    if m.slot_lag_bytes is not None and m.slot_lag_bytes > t.max_slot_lag_bytes:
+        breaches.append(Breach("slot_lag_bytes", m.slot_lag_bytes, t.max_slot_lag_bytes,
+                               f"replication slot lag {m.slot_lag_bytes} B > {t.max_slot_lag_bytes} B"))
+    for query, lag in m.sink_lag_messages.items():
+        if lag is None:
+            breaches.append(Breach(f"sink_lag.{query}", None, t.max_sink_lag_messages,
+                                   f"stream query {query} has no checkpoint: not running or never started"))
+        elif lag > t.max_sink_lag_messages:
+            breaches.append(Breach(f"sink_lag.{query}", lag, t.max_sink_lag_messages,
+                                   f"stream query {query} is {lag} messages behind"))
+        idle = m.stream_idle_seconds.get(query)
+        # Idle is only a problem while there is work waiting.
+        if lag and idle is not None and idle > t.max_stream_idle_seconds:
+            breaches.append(Breach(f"stream_idle.{query}", round(idle), t.max_stream_idle_seconds,
+                                   f"stream query {query} made no progress for {idle:.0f}s with {lag} waiting"))
+    if m.dlq_depth is not None and m.dlq_depth > t.max_dlq_depth:
+        breaches.append(Breach("dlq_depth", m.dlq_depth, t.max_dlq_depth, f"DLQ holds {m.dlq_depth} entries"))
+    if m.parked_depth is not None and m.parked_depth > t.max_parked:
+        breaches.append(Breach("parked_depth", m.parked_depth, t.max_parked,
+                               f"{m.parked_depth} DLQ entries are parked and need a person"))
+    if m.freshness_seconds is not None and m.freshness_seconds > t.max_freshness_seconds:
+        breaches.append(Breach("freshness_seconds", round(m.freshness_seconds), t.max_freshness_seconds,
+                               f"oldest unapplied change is {m.freshness_seconds:.0f}s old"))
+    return breaches
+
+
+# --- Spark checkpoints -------------------------------------------------------------------
+
+def latest_committed_offsets(checkpoint: Path) -> tuple[dict[str, dict[int, int]], float] | None:
+    """Offsets of the newest committed micro-batch of a Structured Streaming checkpoint,
+    and the commit's mtime. None when the query never committed a batch."""
+    commits = checkpoint / "commits"
+    if not commits.is_dir():
+        return None
+    batch_ids = sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    if not batch_ids:
+        return None
+    last = batch_ids[-1]
+    offsets_file = checkpoint / "offsets" / str(last)
+    return parse_offsets_file(offsets_file.read_text()), (commits / str(last)).stat().st_mtime
+
+
+def parse_offsets_file(text: str) -> dict[str, dict[int, int]]:
+    """A Spark offset log entry: 'v1', a metadata line, then one JSON line per source."""
+    merged: dict[str, dict[int, int]] = {}
+    for line in text.splitlines()[2:]:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        for topic, partitions in json.loads(line).items():
+            merged.setdefault(topic, {}).update({int(p): int(o) for p, o in partitions.items()})
+    return merged
+
+
+# --- collectors ---------------------------------------------------------------------------
+
+def connector_metrics(connect, metrics: Metrics, auto_restart: bool = True) -> None:
+    state = connect.status(names.CONNECTOR_NAME)
+    if state is None:
+        metrics.connector_state = "MISSING"
+        return
+    if auto_restart:
+        if state.connector in ("PAUSED", "STOPPED"):
+            connect.resume(names.CONNECTOR_NAME)
+            metrics.connector_restarted.append(f"resumed from {state.connector}")
+        elif state.failed:
+            connect.restart(names.CONNECTOR_NAME, include_tasks=True, only_failed=True)
+            metrics.connector_restarted.append("restarted failed connector/tasks")
+    metrics.connector_state = state.connector
+    metrics.connector_tasks = list(state.tasks)
+
+
+def slot_metrics(pg_conn, metrics: Metrics) -> None:
+    with pg_conn.cursor() as cur:
+        cur.execute(
+            "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s", (names.REPLICATION_SLOT,))
+        row = cur.fetchone()
+    if row:
+        metrics.slot_active, metrics.slot_lag_bytes = bool(row[0]), int(row[1] or 0)
+
+
+def stream_metrics(bootstrap: str, checkpoint_root: Path, metrics: Metrics, now: float | None = None,
+                   queries: tuple[str, ...] = STREAM_QUERIES) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    now = now or time.time()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-watchdog", "enable.auto.commit": False,
+                         "log_level": 0})
+    oldest_unapplied_ms: int | None = None
+    try:
+        for query in queries:
+            committed = latest_committed_offsets(checkpoint_root / query)
+            if committed is None:
+                metrics.sink_lag_messages[query] = None
+                metrics.stream_idle_seconds[query] = None
+                continue
+            offsets, mtime = committed
+            metrics.stream_idle_seconds[query] = round(now - mtime, 1)
+            lag = 0
+            for topic, partitions in offsets.items():
+                for partition, offset in partitions.items():
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                    behind = max(0, high - offset)
+                    lag += behind
+                    if behind:
+                        ts = _message_timestamp_ms(consumer, topic, partition, offset)
+                        if ts is not None:
+                            oldest_unapplied_ms = ts if oldest_unapplied_ms is None else min(oldest_unapplied_ms, ts)
+            metrics.sink_lag_messages[query] = lag
+    finally:
+        consumer.close()
+    metrics.freshness_seconds = 0.0 if oldest_unapplied_ms is None else round(now - oldest_unapplied_ms / 1000, 1)
+
+
+def _message_timestamp_ms(consumer, topic: str, partition: int, offset: int) -> int | None:
+    from confluent_kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    msg = consumer.poll(5.0)
+    consumer.unassign()
+    if msg is None or msg.error():
+        return None
+    return msg.timestamp()[1]
+
+
+def topic_depth(bootstrap: str, topic: str, group: str | None = None) -> int:
+    """Messages in ``topic`` not yet consumed by ``group`` (all retained messages without a group)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or "cdc-watchdog-depth",
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return 0
+        parts = [TopicPartition(topic, p) for p in metadata.partitions]
+        committed = consumer.committed(parts, timeout=10) if group else [None] * len(parts)
+        depth = 0
+        for tp, done in zip(parts, committed):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            start = done.offset if done is not None and done.offset >= 0 else low
+            depth += max(0, high - max(start, low))
+        return depth
+    finally:
+        consumer.close()

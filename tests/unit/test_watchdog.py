@@ -1,0 +1,66 @@
+from pathlib import Path
+
+from cdc_platform.watchdog import Metrics, Thresholds, evaluate, latest_committed_offsets, parse_offsets_file
+
+OFFSETS = """v1
+{"batchWatermarkMs":0,"batchTimestampMs":1764215000000,"conf":{}}
+{"engagement_project1.public.engagement_events":{"2":10,"1":7,"0":5},"engagement_project1.public.content":{"0":24}}
+"""
+
+
+def healthy() -> Metrics:
+    return Metrics(connector_state="RUNNING", connector_tasks=["RUNNING"], slot_active=True, slot_lag_bytes=1024,
+                   stream_idle_seconds={"cassandra": 5.0}, sink_lag_messages={"cassandra": 0}, dlq_depth=0,
+                   parked_depth=0, freshness_seconds=0.0)
+
+
+def test_a_healthy_pipeline_breaches_nothing():
+    assert evaluate(healthy(), Thresholds()) == []
+
+
+def test_each_threshold_breaches_on_its_own():
+    t = Thresholds(max_slot_lag_bytes=100, max_sink_lag_messages=10, max_dlq_depth=5, max_parked=0,
+                   max_freshness_seconds=60, max_stream_idle_seconds=120)
+    m = healthy()
+    m.connector_state, m.connector_tasks = "RUNNING", ["FAILED"]
+    m.slot_lag_bytes = 101
+    m.sink_lag_messages = {"cassandra": 11, "rest": None}
+    m.stream_idle_seconds = {"cassandra": 121.0, "rest": None}
+    m.dlq_depth, m.parked_depth, m.freshness_seconds = 6, 1, 61.0
+    checks = {b.check: b for b in evaluate(m, t)}
+    assert set(checks) == {"connector", "slot_lag_bytes", "sink_lag.cassandra", "sink_lag.rest",
+                           "stream_idle.cassandra", "dlq_depth", "parked_depth", "freshness_seconds"}
+    assert checks["slot_lag_bytes"].value == 101 and checks["slot_lag_bytes"].limit == 100
+
+
+def test_idle_stream_without_backlog_is_fine():
+    m = healthy()
+    m.stream_idle_seconds = {"cassandra": 10_000.0}
+    assert evaluate(m, Thresholds(max_stream_idle_seconds=60)) == []
+
+
+def test_stopped_connector_and_inactive_slot_breach():
+    m = healthy()
+    m.connector_state, m.connector_tasks, m.slot_active = "STOPPED", [], False
+    assert {b.check for b in evaluate(m, Thresholds())} == {"connector", "slot_active"}
+
+
+def test_parse_spark_offsets_file():
+    assert parse_offsets_file(OFFSETS) == {
+        "engagement_project1.public.engagement_events": {0: 5, 1: 7, 2: 10},
+        "engagement_project1.public.content": {0: 24},
+    }
+
+
+def test_latest_committed_offsets_reads_the_newest_committed_batch(tmp_path: Path):
+    (tmp_path / "offsets").mkdir()
+    (tmp_path / "commits").mkdir()
+    assert latest_committed_offsets(tmp_path) is None
+    (tmp_path / "offsets" / "0").write_text(OFFSETS.replace('"0":5', '"0":1'))
+    (tmp_path / "offsets" / "1").write_text(OFFSETS)
+    (tmp_path / "offsets" / "2").write_text(OFFSETS.replace('"0":5', '"0":99'))  # planned, not committed
+    (tmp_path / "commits" / "0").write_text("v1\n{}")
+    (tmp_path / "commits" / "1").write_text("v1\n{}")
+    offsets, mtime = latest_committed_offsets(tmp_path)
+    assert offsets["engagement_project1.public.engagement_events"][0] == 5
+    assert mtime > 0
