@@ -1,0 +1,1 @@
+"""Custom Airflow operators of the platform."""

@@ -1,0 +1,119 @@
+"""SparkSubmitOperator for the CDC stream: submission config resolved at run time from connections."""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from cdc_platform import connections as conn_ids
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+APPLICATION = REPO_ROOT / "spark_jobs" / "spark_cdc_multi_sink.py"
+# Used when no local connector jars are configured (a cluster resolving from Maven).
+KAFKA_CONNECTOR_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
+GRACEFUL_STOP_SECONDS = 60
+
+
+def stream_submission(checkpoint_root: str | None, trigger_seconds: int, sinks: str,
+                      starting_offsets: str = "earliest", kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
+                      cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID,
+                      redis_conn_id: str = conn_ids.REDIS_CONN_ID,
+                      rest_api_conn_id: str = conn_ids.REST_API_CONN_ID) -> dict:
+    """Arguments, environment and jars for spark-submit, from Airflow connections.
+
+    Secrets (Redis password, API token) travel in the environment, never on the command line.
+    """
+    from cdc_platform.hooks import stack as hooks
+
+    checkpoint_root = checkpoint_root or os.environ.get("SPARK_CHECKPOINT_ROOT") or str(
+        Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "checkpoints")
+    cassandra_host, cassandra_port = hooks.cassandra_endpoint(cassandra_conn_id)
+    api_url, api_token = hooks.http_base_url(rest_api_conn_id)
+    args = [
+        "--bootstrap", hooks.kafka_bootstrap(kafka_conn_id),
+        "--checkpoint-root", checkpoint_root,
+        "--cassandra-host", cassandra_host,
+        "--cassandra-port", str(cassandra_port),
+        "--api-url", api_url,
+        "--sinks", sinks,
+        "--trigger-seconds", str(trigger_seconds),
+        "--starting-offsets", starting_offsets,
+    ]
+    env = {"REDIS_URL": hooks.redis_url(redis_conn_id), "API_TOKEN": api_token or ""}
+    for key in ("PYSPARK_PYTHON", "SPARK_HOME", "JAVA_HOME", "PATH"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    jars = os.environ.get("SPARK_KAFKA_JARS") or None
+    return {"application_args": args, "env_vars": env, "jars": jars,
+            "packages": None if jars else KAFKA_CONNECTOR_PACKAGE}
+
+
+class CdcStreamSubmitOperator(SparkSubmitOperator):
+    """Runs the long-lived streaming job; a kill stops its queries gracefully first."""
+
+    def __init__(self, *, checkpoint_root: str | None = None, trigger_seconds: int = 5,
+                 sinks: str = "cassandra,redis,rest", starting_offsets: str = "earliest",
+                 spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
+        kwargs.setdefault("name", "cdc-stream")
+        kwargs.setdefault("conf", {"spark.sql.shuffle.partitions": "4", "spark.ui.showConsoleProgress": "false",
+                                   "spark.sql.session.timeZone": "UTC",
+                                   "spark.sql.streaming.stopGracefullyOnShutdown": "true"})
+        kwargs.setdefault("driver_memory", "1g")
+        super().__init__(application=str(APPLICATION), conn_id=spark_conn_id, **kwargs)
+        self.checkpoint_root = checkpoint_root
+        self.trigger_seconds = trigger_seconds
+        self.sinks = sinks
+        self.starting_offsets = starting_offsets
+
+    def execute(self, context):
+        submission = stream_submission(self.checkpoint_root, self.trigger_seconds, self.sinks,
+                                       self.starting_offsets)
+        self.application_args = submission["application_args"]
+        self.env_vars = {**(self.env_vars or {}), **submission["env_vars"]}
+        self.jars = submission["jars"]
+        self.packages = submission["packages"]
+        self.py_files = build_py_files()
+        return super().execute(context)
+
+    def on_kill(self) -> None:
+        hook = self._hook
+        process = getattr(hook, "_submit_sp", None) if hook else None
+        if process is not None and process.poll() is None:
+            stop_gracefully(process.pid, GRACEFUL_STOP_SECONDS, self.log)
+        super().on_kill()
+
+
+def build_py_files() -> str:
+    from cdc_stream.packaging import build_py_files as build
+
+    out_dir = Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "run" / "pyfiles"
+    return build(out_dir)
+
+
+def stop_gracefully(pid: int, timeout: float, log) -> bool:
+    """SIGTERM the Python driver under spark-submit (it stops its queries between batches),
+    then wait for spark-submit to exit. Returns True when it exited in time."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        drivers = [p for p in root.children(recursive=True) if "python" in p.name().lower()]
+    except psutil.NoSuchProcess:
+        return True
+    for proc in drivers or [root]:
+        log.info("stopping stream gracefully: SIGTERM to pid %s", proc.pid)
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not root.is_running() or root.status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.5)
+    log.warning("stream did not stop within %.0fs; killing spark-submit", timeout)
+    return False
