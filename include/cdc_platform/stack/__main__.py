@@ -164,6 +164,22 @@ def cmd_logs(cfg: StackConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart(cfg: StackConfig, args: argparse.Namespace) -> int:
+    _, services = _services(cfg)
+    supervisor = Supervisor(cfg)
+    wanted = args.services or [s.name for s in services]
+    unknown = set(wanted) - {s.name for s in services}
+    if unknown:
+        raise StackError(f"unknown service(s): {', '.join(sorted(unknown))}")
+    if supervisor.running():
+        for svc in reversed(services):
+            if svc.name in wanted:
+                print(f"==> stopping {svc.name}", flush=True)
+                supervisor.stop_process(svc.name)
+    args.services = wanted
+    return cmd_up(cfg, args)
+
+
 def cmd_env(cfg: StackConfig, args: argparse.Namespace) -> int:
     print(cfg.env_file.read_text() if cfg.env_file.exists() else f"{cfg.env_file} not written yet; run `make up`.")
     return 0
@@ -175,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start every service (or the named ones) and wait until ready")
     up.add_argument("services", nargs="*")
     sub.add_parser("down", help="stop every service and the supervisor; data is kept")
+    restart = sub.add_parser("restart", help="stop and start the named services (all by default)")
+    restart.add_argument("services", nargs="*")
     sub.add_parser("status", help="state, port, pid and memory of each service")
     logs = sub.add_parser("logs", help="tail the service logs")
     logs.add_argument("services", nargs="*")
@@ -183,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print the connection details (.stack/env)")
     args = parser.parse_args(argv)
     cfg = StackConfig.load()
-    handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "env": cmd_env}[args.command]
+    handler = {"up": cmd_up, "down": cmd_down, "restart": cmd_restart, "status": cmd_status, "logs": cmd_logs, "env": cmd_env}[args.command]
     try:
         return handler(cfg, args)
     except StackError as exc:
