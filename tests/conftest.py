@@ -30,7 +30,12 @@ def stack_env(stack_config: StackConfig) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def spark():
     """A small local SparkSession for DataFrame-level tests (no Kafka needed)."""
+    import sys
+
     from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter (the venv), not whatever python3 is on PATH.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
 
     session = (
         SparkSession.builder.master("local[1]")
@@ -38,6 +43,7 @@ def spark():
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.pyspark.python", sys.executable)
         .getOrCreate()
     )
     yield session
