@@ -65,7 +65,9 @@ jvm_stamp=$(stamp_of "${poms[@]}")
 if ! fresh jars "$jvm_stamp"; then
   t=$(date +%s); step "Maven: Kafka, Kafka Connect, Debezium, Cassandra and Spark's Kafka connector"
   rm -rf "$STATE_DIR/jars"
-  mvn -B -q -Dstyle.color=never -f "$ROOT/include/stack/jars/pom.xml" -Dstack.dir="$STATE_DIR" package
+  # Maven 3.8 prints colour codes even in batch mode; strip them from the output.
+  mvn -B -q -Dstyle.color=never -f "$ROOT/include/stack/jars/pom.xml" -Dstack.dir="$STATE_DIR" package 2>&1 \
+    | sed 's/\x1b\[[0-9;]*m//g'
   echo "$jvm_stamp" > "$STAMPS/jars"
   elapsed "$t"
 else
