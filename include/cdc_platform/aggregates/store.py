@@ -1,0 +1,324 @@
+"""The Redis side of the aggregates: fenced apply, consistent snapshot, watermark, repair.
+
+Every function takes a redis-py client (decode_responses on or off) for a standalone Redis.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable, Iterator, Sequence
+
+import redis
+
+from cdc_platform import names, semantics
+
+from .model import (AggregateSnapshot, ApplyStats, Change, RowContribution, Watermark, pct_band)
+
+APPLY_SCRIPT = resources.files(__package__).joinpath("apply_change.lua").read_text()
+APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
+
+_SCRIPT_KEYS = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
+                names.REDIS_PCT_COUNT, names.REDIS_DEVICES, names.REDIS_WATERMARK)
+_ROW_FIELDS = ("pos", "deleted", "content", "minute", "device", "pct", "band")
+_DEVICE_INT_FIELDS = ("count", "pct_count", "very_low", "very_high")
+
+
+class SnapshotUnstable(RuntimeError):
+    """The aggregates kept changing while they were read."""
+
+
+class RepairConflict(RuntimeError):
+    """Redis changed since the state the repair was computed for."""
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    keys_rewritten: int
+    fences_rewritten: int
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def row_key(row_id: int) -> str:
+    return f"{names.REDIS_ROW_PREFIX}{row_id}"
+
+
+def minute_key(minute: int) -> str:
+    return f"{names.REDIS_MINUTE_PREFIX}{minute}"
+
+
+def device_key(device: str) -> str:
+    return f"{names.REDIS_DEVICE_PREFIX}{device}"
+
+
+def _script_args(change: Change) -> list:
+    ts = change.event_ts_ms
+    pct = change.engagement_pct
+    return [
+        row_key(change.id), *_SCRIPT_KEYS,
+        names.REDIS_MINUTE_PREFIX, names.REDIS_DEVICE_PREFIX, semantics.ROLLING_WINDOW_MINUTES,
+        change.op, str(change.position), change.content_id or "",
+        "" if ts is None else str(int(ts)),
+        "" if ts is None else str(semantics.minute_bucket(int(ts))),
+        change.device or "",
+        "" if pct is None else repr(float(pct)),
+        pct_band(pct),
+    ]
+
+
+def _chunks(items: Iterable[Change], size: int) -> Iterator[list[Change]]:
+    chunk: list[Change] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _run_chunk(client: redis.Redis, chunk: Sequence[Change]) -> list:
+    pipe = client.pipeline(transaction=False)
+    for change in chunk:
+        pipe.evalsha(APPLY_SHA, 1 + len(_SCRIPT_KEYS), *_script_args(change))
+    results = pipe.execute(raise_on_error=False)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def apply_changes(client: redis.Redis, changes: Iterable[Change], *, batch_size: int = 500) -> ApplyStats:
+    """Apply changes in pipelined EVALSHA batches; each change is one atomic, fenced script call.
+
+    Order and duplicates do not matter: a change at or below its row's stored position is
+    skipped. A batch that fails part-way can therefore simply be retried.
+    """
+    applied = skipped = 0
+    for chunk in _chunks(changes, batch_size):
+        try:
+            results = _run_chunk(client, chunk)
+        except redis.exceptions.NoScriptError:
+            # First use on this server, or its script cache was flushed by a restart.
+            # Calls that did run are fenced, so re-running the whole chunk is safe.
+            client.script_load(APPLY_SCRIPT)
+            results = _run_chunk(client, chunk)
+        for result in results:
+            if int(result[0]) == 1:
+                applied += 1
+            else:
+                skipped += 1
+    return ApplyStats(applied=applied, skipped_stale=skipped)
+
+
+def _parse_watermark(raw: dict) -> Watermark:
+    h = {_text(k): _text(v) for k, v in raw.items()}
+
+    def num(field):
+        return None if h.get(field) in (None, "") else int(h[field])
+
+    return Watermark(batch_id=num("batch_id"), max_position=num("max_position"),
+                     max_event_ts_ms=num("max_event_ts_ms"), window_end_minute=num("window_end_minute"),
+                     applied=num("applied") or 0, repairs=num("repairs") or 0,
+                     batch_committed_ms=num("batch_committed_ms"))
+
+
+def read_watermark(client: redis.Redis) -> Watermark:
+    return _parse_watermark(client.hgetall(names.REDIS_WATERMARK))
+
+
+def commit_batch(client: redis.Redis, batch_id: int) -> None:
+    """Record that every change of micro-batch batch_id has been applied."""
+    client.hset(names.REDIS_WATERMARK, mapping={"batch_id": int(batch_id),
+                                                "batch_committed_ms": int(time.time() * 1000)})
+
+
+def _scan_keys(client: redis.Redis) -> tuple[list[str], list[str], list[str]]:
+    minutes, devices, rows = [], [], []
+    for key in client.scan_iter(count=1000):
+        key = _text(key)
+        if key.startswith(names.REDIS_MINUTE_PREFIX):
+            minutes.append(key)
+        elif key.startswith(names.REDIS_DEVICE_PREFIX):
+            devices.append(key)
+        elif key.startswith(names.REDIS_ROW_PREFIX):
+            rows.append(key)
+    return minutes, devices, rows
+
+
+def _zset(pairs) -> dict[str, float]:
+    return {_text(member): float(score) for member, score in pairs}
+
+
+def _hash_floats(raw: dict) -> dict[str, float]:
+    return {_text(k): float(v) for k, v in raw.items()}
+
+
+def _parse_fence(raw: dict) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _fence_contribution(fence: dict[str, str]) -> RowContribution | None:
+    """The live contribution a fence records, or None for a deleted row."""
+    if fence.get("deleted", "1") != "0":
+        return None
+    pct, minute = fence.get("pct") or "", fence.get("minute") or ""
+    return RowContribution(content_id=fence.get("content") or None, device=fence.get("device") or None,
+                           engagement_pct=float(pct) if pct else None, minute=int(minute) if minute else None,
+                           position=int(fence["pos"]) if fence.get("pos") else None)
+
+
+def read_snapshot(client: redis.Redis, *, attempts: int = 5) -> AggregateSnapshot:
+    """Every aggregate key as one consistent snapshot, with the watermark it corresponds to.
+
+    Reads are pipelined, not blocking; the read is retried when the watermark moved meanwhile
+    (each applied change and each repair moves it). Raises SnapshotUnstable after `attempts`.
+    """
+    for _ in range(attempts):
+        before = read_watermark(client)
+        minute_keys, device_keys, row_keys = _scan_keys(client)
+        pipe = client.pipeline(transaction=False)
+        pipe.zrange(names.REDIS_COUNTS, 0, -1, withscores=True)
+        pipe.zrange(names.REDIS_10M, 0, -1, withscores=True)
+        pipe.zrange(names.REDIS_AVG_PCT, 0, -1, withscores=True)
+        pipe.hgetall(names.REDIS_PCT_SUM)
+        pipe.hgetall(names.REDIS_PCT_COUNT)
+        pipe.smembers(names.REDIS_DEVICES)
+        for key in minute_keys:
+            pipe.zrange(key, 0, -1, withscores=True)
+        for key in device_keys:
+            pipe.hgetall(key)
+        for key in row_keys:
+            pipe.hgetall(key)
+        pipe.hgetall(names.REDIS_WATERMARK)
+        results = pipe.execute()
+        after = _parse_watermark(results[-1])
+        if after.state_version() != before.state_version():
+            continue
+
+        counts, window_10m, avg, psum, pcount, device_set = results[:6]
+        rest = results[6:-1]
+        minute_raw = rest[:len(minute_keys)]
+        device_raw = rest[len(minute_keys):len(minute_keys) + len(device_keys)]
+        row_raw = rest[len(minute_keys) + len(device_keys):]
+
+        buckets = {}
+        for key, pairs in zip(minute_keys, minute_raw):
+            suffix = key[len(names.REDIS_MINUTE_PREFIX):]
+            buckets[int(suffix) if suffix.lstrip("-").isdigit() else suffix] = _zset(pairs)
+        devices = {key[len(names.REDIS_DEVICE_PREFIX):]: _hash_floats(raw)
+                   for key, raw in zip(device_keys, device_raw) if raw}
+        rows = {}
+        for key, raw in zip(row_keys, row_raw):
+            contribution = _fence_contribution(_parse_fence(raw)) if raw else None
+            if contribution is not None:
+                rows[int(key[len(names.REDIS_ROW_PREFIX):])] = contribution
+
+        return AggregateSnapshot(
+            counts=_zset(counts), window_10m=_zset(window_10m), avg_pct=_zset(avg),
+            pct_sum=_hash_floats(psum), pct_count=_hash_floats(pcount),
+            minute_buckets={m: b for m, b in buckets.items() if b},
+            devices=devices, device_set=frozenset(_text(d) for d in device_set), rows=rows,
+            max_event_ts_ms=after.max_event_ts_ms, window_end_minute=after.window_end_minute,
+            watermark=after,
+        )
+    raise SnapshotUnstable(f"Redis aggregates changed during each of {attempts} snapshot reads; "
+                           "retry later or read while the stream is paused")
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _fence_fields(c: RowContribution, position: int) -> dict[str, str]:
+    return {"pos": str(position), "deleted": "0", "content": c.content_id or "",
+            "minute": "" if c.minute is None else str(c.minute), "device": c.device or "",
+            "pct": "" if c.engagement_pct is None else repr(float(c.engagement_pct)),
+            "band": pct_band(c.engagement_pct)}
+
+
+_DELETED_FENCE = {"deleted": "1", "content": "", "minute": "", "device": "", "pct": "", "band": ""}
+
+
+def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Watermark | None = None,
+           attempts: int = 5) -> RepairResult:
+    """Rewrite every aggregate key, and the row fences, to `expected` in one MULTI/EXEC.
+
+    A fence keeps the larger of its stored position and the expected row's position, so a
+    replay of a change already covered stays a no-op; rows absent from `expected` become
+    deleted fences. The watermark's event-time clock is set to expected's.
+
+    With if_watermark, the repair only happens while Redis is still at that watermark
+    (RepairConflict otherwise); without it, a change applied while the repair is prepared
+    makes it start over (RepairConflict after `attempts`).
+    """
+    for _ in range(attempts):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(names.REDIS_WATERMARK)
+                current = _parse_watermark(pipe.hgetall(names.REDIS_WATERMARK))
+                if if_watermark is not None and current.state_version() != if_watermark.state_version():
+                    raise RepairConflict(f"Redis moved from watermark {if_watermark} to {current}; "
+                                         "recompute the expected state and retry")
+                # Reads after WATCH stay valid until EXEC: every state change touches the watermark.
+                minute_keys, device_keys, row_keys = _scan_keys(client)
+                reader = client.pipeline(transaction=False)
+                for key in row_keys:
+                    reader.hgetall(key)
+                fences = {int(key[len(names.REDIS_ROW_PREFIX):]): _parse_fence(raw)
+                          for key, raw in zip(row_keys, reader.execute())}
+
+                pipe.multi()
+                fixed_keys = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
+                              names.REDIS_PCT_COUNT, names.REDIS_DEVICES)
+                pipe.delete(*fixed_keys, *minute_keys, *device_keys)
+                for key, members in ((names.REDIS_COUNTS, expected.counts), (names.REDIS_10M, expected.window_10m),
+                                     (names.REDIS_AVG_PCT, expected.avg_pct)):
+                    if members:
+                        pipe.zadd(key, {m: float(s) for m, s in members.items()})
+                if expected.pct_sum:
+                    pipe.hset(names.REDIS_PCT_SUM, mapping={m: repr(float(v)) for m, v in expected.pct_sum.items()})
+                if expected.pct_count:
+                    pipe.hset(names.REDIS_PCT_COUNT, mapping={m: _num(v) for m, v in expected.pct_count.items()})
+                for minute, members in expected.minute_buckets.items():
+                    if members:
+                        pipe.zadd(minute_key(minute), {m: float(s) for m, s in members.items()})
+                for device, fields in expected.devices.items():
+                    pipe.hset(device_key(device), mapping={
+                        f: _num(v) if f in _DEVICE_INT_FIELDS else repr(float(v)) for f, v in fields.items()})
+                if expected.device_set:
+                    pipe.sadd(names.REDIS_DEVICES, *expected.device_set)
+
+                fences_rewritten = 0
+                for row_id, contribution in expected.rows.items():
+                    stored = fences.get(row_id, {})
+                    position = max(int(stored.get("pos") or 0), contribution.position or 0)
+                    fields = _fence_fields(contribution, position)
+                    if stored != fields:
+                        pipe.hset(row_key(row_id), mapping=fields)
+                        fences_rewritten += 1
+                for row_id, stored in fences.items():
+                    if row_id not in expected.rows and stored.get("deleted") != "1":
+                        pipe.hset(row_key(row_id), mapping=_DELETED_FENCE)
+                        fences_rewritten += 1
+
+                if expected.max_event_ts_ms is not None:
+                    pipe.hset(names.REDIS_WATERMARK, mapping={
+                        "max_event_ts_ms": expected.max_event_ts_ms,
+                        "window_end_minute": semantics.minute_bucket(expected.max_event_ts_ms)})
+                pipe.hincrby(names.REDIS_WATERMARK, "repairs", 1)
+                pipe.execute()
+                touched = {*fixed_keys, *minute_keys, *device_keys,
+                           *(minute_key(m) for m in expected.minute_buckets),
+                           *(device_key(d) for d in expected.devices)}
+                return RepairResult(keys_rewritten=len(touched), fences_rewritten=fences_rewritten)
+            except redis.WatchError:
+                continue
+    raise RepairConflict(f"Redis aggregates kept changing during {attempts} repair attempts")
