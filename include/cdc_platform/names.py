@@ -38,6 +38,7 @@ REDIS_DEVICE_PREFIX = "engagement_device:"    # + device: hash of device insight
 REDIS_DEVICES = "engagement_devices"          # set of devices seen
 REDIS_ROW_PREFIX = "engagement_row:"          # + row id: last-applied position and contribution
 REDIS_WATERMARK = "engagement_watermark"      # hash: last batch id, max position, max event time
+REDIS_RECONCILE_PENDING = "engagement_reconcile_pending"  # hash row id -> where the sinks disagree, since when
 
 # REST fan-out: the consumer group of the DLQ reprocess job (the watchdog measures its lag).
 DLQ_REPROCESS_GROUP = f"{TOPIC_PREFIX}.dlq-reprocess"

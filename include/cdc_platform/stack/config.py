@@ -23,6 +23,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "cassandra_jmx": 7199,
     "airflow": 8080,
     "alerts": 8091,
+    "restapi": 8090,
 }
 
 # Heaps are deliberately small so the whole stack fits in about 6 GiB on 2 cores.

@@ -6,11 +6,12 @@ from cdc_platform.stack.service import Service
 
 
 def build_all(cfg: StackConfig, secrets: dict[str, str]) -> list[Service]:
-    from cdc_platform.stack.services import airflow, alerts, cassandra, connect, kafka, postgres, redis
+    from cdc_platform.stack.services import airflow, alerts, cassandra, connect, kafka, postgres, redis, restapi
 
     return [
         postgres.service(cfg, secrets),
         redis.service(cfg, secrets),
+        restapi.service(cfg, secrets),
         alerts.service(cfg, secrets),
         kafka.service(cfg, secrets),
         cassandra.service(cfg, secrets),

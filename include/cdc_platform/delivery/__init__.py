@@ -1,0 +1,1 @@
+"""Delivery to the REST microservice: the retrying batch client and the durable Kafka DLQ."""

@@ -1,0 +1,188 @@
+"""The REST fan-out sink: each micro-batch of changes becomes batched, idempotent POSTs.
+
+Meant to run as its own streaming query with its own checkpoint, so a slow or dead
+service delays only this sink. What cannot be delivered goes to the durable DLQ and
+the batch completes. Only a DLQ write that Kafka does not acknowledge fails the batch,
+since those changes would otherwise be lost; Spark then re-runs it, and the
+idempotency keys make the re-run harmless at the receiver.
+"""
+from __future__ import annotations
+
+import base64
+import decimal
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator
+
+import requests
+from pyspark.sql import DataFrame, Row
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdc_platform import names, semantics
+from cdc_platform.delivery import dlq
+from cdc_platform.delivery.rest_client import (
+    CircuitBreaker,
+    DeliveryItem,
+    RetryPolicy,
+    deliver,
+    make_session,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+HTTP_TIMEOUT_S = 5.0
+# A few quick retries only: the DLQ reprocess job retries later with a far longer backoff.
+SINK_POLICY = RetryPolicy(max_attempts=3, base_backoff_s=0.5, max_backoff_s=4.0)
+
+KEY_COLUMNS = ("id", "position")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class UnkeyedChange(ValueError):
+    """A change without the id or position its idempotency key is made of."""
+
+
+@dataclass(frozen=True)
+class RestSinkStats:
+    rows: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    parked: int = 0  # changes without an idempotency key, parked at once
+
+    def __add__(self, other: "RestSinkStats") -> "RestSinkStats":
+        return RestSinkStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def micros_to_iso(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types: timestamps become ISO-8601 UTC strings."""
+    if isinstance(value, Row):
+        return {k: json_safe(v) for k, v in value.asDict().items()}
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return aware.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # a float could lose digits
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    return value
+
+
+def build_item(record: dict[str, Any], timestamp_columns: Iterable[str] = ()) -> DeliveryItem:
+    """One change as a delivery item. ``timestamp_columns`` hold epoch microseconds
+    (how write_batch ships timestamps, independent of any time zone setting)."""
+    as_micros = set(timestamp_columns)
+    event = {
+        name: micros_to_iso(value) if name in as_micros and value is not None else json_safe(value)
+        for name, value in record.items()
+    }
+    row_id, position = record.get("id"), record.get("position")
+    if row_id is None or position is None:
+        raise UnkeyedChange(f"change without id or position (id={row_id!r}, position={position!r})")
+    return DeliveryItem(semantics.idempotency_key(row_id, position), event)
+
+
+def _unkeyed_entry(record: dict[str, Any], error: str) -> dlq.DlqEntry:
+    event = json_safe(record)
+    digest = hashlib.sha256(semantics.canonical_json(event).encode()).hexdigest()[:16]
+    now = datetime.now(timezone.utc)
+    return dlq.DlqEntry(idempotency_key=f"unkeyed:{digest}", event=event, error=error, attempts=1,
+                        first_failed_at=now, last_failed_at=now, next_attempt_at=now)
+
+
+# One HTTP session and one DLQ producer per executor process, reused by every task it runs.
+_SESSIONS: dict[str, requests.Session] = {}
+_WRITERS: dict[str, dlq.DlqWriter] = {}
+_ENSURED_TOPICS: set[tuple[str, str, str]] = set()
+
+
+def _session(api_url: str) -> requests.Session:
+    if api_url not in _SESSIONS:
+        _SESSIONS[api_url] = make_session()
+    return _SESSIONS[api_url]
+
+
+def _writer(bootstrap: str) -> dlq.DlqWriter:
+    if bootstrap not in _WRITERS:
+        _WRITERS[bootstrap] = dlq.DlqWriter(bootstrap)
+    return _WRITERS[bootstrap]
+
+
+def deliver_partition(rows: Iterator[Row], *, api_url: str, api_token: str, bootstrap: str, dlq_topic: str,
+                      parked_topic: str, timestamp_columns: tuple[str, ...]) -> Iterator[RestSinkStats]:
+    """Deliver one partition in batches of BATCH_SIZE; yields the partition's counts."""
+    session, writer, breaker = _session(api_url), _writer(bootstrap), CircuitBreaker()
+    counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
+    chunk: list[DeliveryItem] = []
+
+    def send(items: list[DeliveryItem]) -> None:
+        result = deliver(session, api_url, api_token, items, batch_size=BATCH_SIZE, timeout=HTTP_TIMEOUT_S,
+                         policy=SINK_POLICY, breaker=breaker)
+        for entry in dlq.entries_from_failures(result.failed):
+            writer.send(dlq_topic, entry)
+        counts["delivered"] += len(result.delivered)
+        counts["dead_lettered"] += len(result.failed)
+
+    for row in rows:
+        counts["rows"] += 1
+        record = row.asDict(recursive=True)
+        try:
+            chunk.append(build_item(record, timestamp_columns))
+        except UnkeyedChange as exc:
+            writer.send(parked_topic, _unkeyed_entry(record, f"{exc}: no idempotency key, cannot be delivered"))
+            counts["parked"] += 1
+            continue
+        if len(chunk) >= BATCH_SIZE:
+            send(chunk)
+            chunk = []
+    if chunk:
+        send(chunk)
+    writer.flush()
+    yield RestSinkStats(**counts)
+
+
+def _shippable(changes_df: DataFrame) -> tuple[DataFrame, tuple[str, ...]]:
+    """The changes with timestamps as epoch micros: Python would otherwise turn them into
+    naive datetimes in the worker's local time zone."""
+    timestamp_columns = tuple(f.name for f in changes_df.schema.fields if isinstance(f.dataType, T.TimestampType))
+    shipped = changes_df.select(*[
+        F.unix_micros(F.col(name)).alias(name) if name in timestamp_columns else F.col(name)
+        for name in changes_df.columns
+    ])
+    return shipped, timestamp_columns
+
+
+def write_batch(changes_df: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
+                parked_topic: str = names.PARKED_TOPIC) -> RestSinkStats:
+    """foreachBatch body of the REST sink. Reads ``settings.api_url``, ``settings.api_token``
+    and ``settings.bootstrap`` (Kafka, for the DLQ)."""
+    api_url, api_token, bootstrap = settings.api_url, settings.api_token, settings.bootstrap
+    if not api_url or not api_token or not bootstrap:
+        raise ValueError("the REST sink needs settings.api_url, settings.api_token and settings.bootstrap")
+    missing = [c for c in KEY_COLUMNS if c not in changes_df.columns]
+    if missing:
+        raise ValueError(f"changes lack the idempotency key columns {missing}; got {changes_df.columns}")
+    topics = (bootstrap, dlq_topic, parked_topic)
+    if topics not in _ENSURED_TOPICS:
+        dlq.ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
+        _ENSURED_TOPICS.add(topics)
+    shipped, timestamp_columns = _shippable(changes_df)
+    run = functools.partial(deliver_partition, api_url=api_url, api_token=api_token, bootstrap=bootstrap,
+                            dlq_topic=dlq_topic, parked_topic=parked_topic, timestamp_columns=timestamp_columns)
+    stats = sum(shipped.rdd.mapPartitions(run).collect(), RestSinkStats())
+    log.info("REST sink batch %s: %s", batch_id, stats)
+    return stats
