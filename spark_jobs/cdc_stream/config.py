@@ -1,0 +1,63 @@
+"""Settings of the streaming job and of its sinks.
+
+Defaults come from the environment (``.stack/env`` locally, Airflow connections in a deployment);
+command-line arguments override them. Nothing here names a host.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from cdc_platform import names
+
+SINKS = ("cassandra", "redis", "rest")
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """What every sink's ``write_batch(changes_df, batch_id, settings)`` receives.
+
+    Secrets (the Redis URL carries a password, the API token) are left out of repr,
+    so logging the settings never leaks them.
+    """
+    bootstrap: str
+    cassandra_host: str
+    cassandra_port: int
+    cassandra_keyspace: str = names.CASSANDRA_KEYSPACE
+    redis_url: str | None = field(default=None, repr=False)
+    api_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    dlq_topic: str = names.DLQ_TOPIC
+    parked_topic: str = names.PARKED_TOPIC
+    quarantine_topic: str = names.QUARANTINE_TOPIC
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    settings: SinkSettings
+    checkpoint_root: str
+    sinks: tuple[str, ...] = SINKS
+    events_topic: str = names.EVENTS_TOPIC
+    content_topic: str = names.CONTENT_TOPIC
+    trigger_seconds: float = 5.0
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = 10_000
+    fail_on_data_loss: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.sinks) - set(SINKS))
+        if unknown or not self.sinks:
+            raise ValueError(f"sinks must be a non-empty subset of {SINKS}, got {self.sinks}")
+        if len(set(self.sinks)) != len(self.sinks):
+            raise ValueError(f"sinks listed twice: {self.sinks}")
+        if self.trigger_seconds <= 0:
+            raise ValueError("trigger_seconds must be positive")
+
+    def checkpoint(self, sink: str) -> str:
+        """Each query owns its checkpoint: sharing one would couple the sinks' progress."""
+        return f"{self.checkpoint_root.rstrip('/')}/{sink}"
+
+
+def env_default(name: str, fallback: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else fallback

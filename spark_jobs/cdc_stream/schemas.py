@@ -1,0 +1,121 @@
+"""Explicit schemas of the Debezium messages the stream reads.
+
+The connector uses JsonConverter with ``schemas.enable=false`` and ``time.precision.mode=adaptive``:
+TIMESTAMP columns arrive as epoch microseconds (long), UUIDs as strings, JSONB as JSON text.
+"""
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# The column Spark's JSON reader fills with the raw text when a message does not fit the schema.
+CORRUPT_RECORD = "_corrupt_record"
+
+SOURCE = T.StructType([
+    T.StructField("version", T.StringType()),
+    T.StructField("connector", T.StringType()),
+    T.StructField("name", T.StringType()),
+    T.StructField("ts_ms", T.LongType()),
+    T.StructField("snapshot", T.StringType()),
+    T.StructField("db", T.StringType()),
+    T.StructField("sequence", T.StringType()),
+    T.StructField("schema", T.StringType()),
+    T.StructField("table", T.StringType()),
+    T.StructField("txId", T.LongType()),
+    T.StructField("lsn", T.LongType()),
+    T.StructField("xmin", T.LongType()),
+])
+
+ENGAGEMENT_EVENT_ROW = T.StructType([
+    T.StructField("id", T.IntegerType()),
+    T.StructField("content_id", T.StringType()),
+    T.StructField("user_id", T.StringType()),
+    T.StructField("event_type", T.StringType()),
+    T.StructField("event_ts", T.LongType()),        # epoch micros
+    T.StructField("duration_ms", T.IntegerType()),
+    T.StructField("device", T.StringType()),
+    # JSONB arrives as JSON text; if a producer ever sends an object instead, a string field
+    # keeps its raw JSON text, so raw_payload stays JSON text either way.
+    T.StructField("raw_payload", T.StringType()),
+])
+
+CONTENT_ROW = T.StructType([
+    T.StructField("id", T.StringType()),
+    T.StructField("slug", T.StringType()),
+    T.StructField("title", T.StringType()),
+    T.StructField("content_type", T.StringType()),
+    T.StructField("length_seconds", T.IntegerType()),
+    T.StructField("publish_ts", T.LongType()),      # epoch micros
+])
+
+
+def envelope(row: T.StructType) -> T.StructType:
+    """The Debezium change envelope around ``row``, plus the corrupt-record column."""
+    return T.StructType([
+        T.StructField("before", row),
+        T.StructField("after", row),
+        T.StructField("source", SOURCE),
+        T.StructField("op", T.StringType()),
+        T.StructField("ts_ms", T.LongType()),
+        T.StructField(CORRUPT_RECORD, T.StringType()),
+    ])
+
+
+ENGAGEMENT_EVENT_ENVELOPE = envelope(ENGAGEMENT_EVENT_ROW)
+CONTENT_ENVELOPE = envelope(CONTENT_ROW)
+
+ENGAGEMENT_EVENT_KEY = T.StructType([T.StructField("id", T.IntegerType())])
+CONTENT_KEY = T.StructType([T.StructField("id", T.StringType())])
+
+# Columns of Spark's Kafka source that the transforms read.
+KAFKA_SOURCE = T.StructType([
+    T.StructField("key", T.BinaryType()),
+    T.StructField("value", T.BinaryType()),
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("timestamp", T.TimestampType()),
+])
+
+# The normalized change: what the transforms emit and every sink consumes.
+CHANGE = T.StructType([
+    T.StructField("id", T.IntegerType()),
+    T.StructField("op", T.StringType()),
+    T.StructField("position", T.LongType()),
+    T.StructField("source_ts_ms", T.LongType()),
+    T.StructField("content_id", T.StringType()),
+    T.StructField("user_id", T.StringType()),
+    T.StructField("event_type", T.StringType()),
+    T.StructField("event_ts", T.TimestampType()),
+    T.StructField("duration_ms", T.IntegerType()),
+    T.StructField("device", T.StringType()),
+    T.StructField("raw_payload", T.StringType()),
+    T.StructField("length_seconds", T.IntegerType()),
+    T.StructField("engagement_pct", T.DoubleType()),
+])
+
+CONTENT_CHANGE = T.StructType([
+    T.StructField("id", T.StringType()),
+    T.StructField("op", T.StringType()),
+    T.StructField("position", T.LongType()),
+    T.StructField("slug", T.StringType()),
+    T.StructField("title", T.StringType()),
+    T.StructField("content_type", T.StringType()),
+    T.StructField("length_seconds", T.IntegerType()),
+    T.StructField("publish_ts", T.TimestampType()),
+])
+
+# The lookup that enrichment joins on.
+CONTENT_LOOKUP = T.StructType([
+    T.StructField("id", T.StringType()),
+    T.StructField("length_seconds", T.IntegerType()),
+])
+
+QUARANTINE = T.StructType([
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("key", T.StringType()),
+    T.StructField("value", T.StringType()),
+    T.StructField("reason", T.StringType()),
+    T.StructField("detected_at", T.TimestampType()),
+])

@@ -1,0 +1,29 @@
+"""CDC stream entry point: Debezium topics -> clean/enrich -> Cassandra, Redis, REST.
+
+One streaming query per sink ("cassandra", "redis", "rest"), each with its own checkpoint under
+``--checkpoint-root/<sink>``; bad records go to the quarantine topic with a reason.
+Every setting defaults to the environment of ``.stack/env``; ``--help`` lists them.
+
+Run with spark-submit, shipping the packages to executors::
+
+    . .stack/env
+    PY_FILES=$(PYTHONPATH=include:spark_jobs .stack/venv/bin/python -m cdc_stream.packaging .stack/build)
+    .stack/venv/bin/spark-submit --master 'local[*]' \\
+        --jars "$SPARK_KAFKA_JARS" --py-files "$PY_FILES" \\
+        --conf spark.pyspark.python=.stack/venv/bin/python \\
+        spark_jobs/spark_cdc_multi_sink.py --sinks cassandra,redis,rest --trigger-seconds 5
+
+``spark.pyspark.python`` must name an interpreter with the sinks' client libraries (cassandra-driver,
+redis, requests, confluent-kafka) on every node. On a local master, running it directly also works
+(local[*], this interpreter and $SPARK_KAFKA_JARS by default)::
+
+    PYTHONPATH=include:spark_jobs .stack/venv/bin/python spark_jobs/spark_cdc_multi_sink.py --sinks cassandra
+
+SIGTERM/SIGINT stop the queries between micro-batches; the exit code is 1 if a query failed.
+"""
+import sys
+
+from cdc_stream.job import main
+
+if __name__ == "__main__":
+    sys.exit(main())

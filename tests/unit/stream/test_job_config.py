@@ -1,0 +1,139 @@
+"""The job's wiring that needs no services: arguments, settings, sink loading, the py-files archive."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from cdc_platform import names
+from cdc_stream import cassandra_sink, job, packaging
+from cdc_stream.config import SINKS, JobConfig, SinkSettings
+
+STACK_ENV = {
+    "KAFKA_BOOTSTRAP": "kafka:9092", "SPARK_CHECKPOINT_ROOT": "/ckpt", "CASSANDRA_HOST": "cass",
+    "CASSANDRA_PORT": "9142", "REDIS_URL": "redis://:s3cret@redis:6379/0", "API_URL": "http://api:8090",
+    "API_TOKEN": "t0ken",
+}
+
+
+@pytest.fixture
+def stack_environment(monkeypatch):
+    for name in ("CASSANDRA_KEYSPACE", "CDC_TRIGGER_SECONDS", "CDC_STARTING_OFFSETS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in STACK_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def config(argv):
+    return job.config_from_args(job.parser().parse_args(argv))
+
+
+def test_defaults_come_from_the_stack_environment(stack_environment):
+    cfg = config([])
+    assert cfg.sinks == SINKS
+    assert (cfg.events_topic, cfg.content_topic) == (names.EVENTS_TOPIC, names.CONTENT_TOPIC)
+    assert cfg.settings == SinkSettings(
+        bootstrap="kafka:9092", cassandra_host="cass", cassandra_port=9142,
+        cassandra_keyspace=names.CASSANDRA_KEYSPACE, redis_url="redis://:s3cret@redis:6379/0",
+        api_url="http://api:8090", api_token="t0ken", dlq_topic=names.DLQ_TOPIC,
+        quarantine_topic=names.QUARANTINE_TOPIC,
+    )
+    assert (cfg.starting_offsets, cfg.trigger_seconds) == ("earliest", 5.0)
+
+
+def test_arguments_override_the_environment(stack_environment):
+    cfg = config(["--sinks", "cassandra", "--bootstrap", "b:1", "--cassandra-port", "1", "--trigger-seconds", "2",
+                  "--starting-offsets", "latest", "--max-offsets-per-trigger", "0"])
+    assert (cfg.sinks, cfg.settings.bootstrap, cfg.settings.cassandra_port) == (("cassandra",), "b:1", 1)
+    assert (cfg.trigger_seconds, cfg.starting_offsets, cfg.max_offsets_per_trigger) == (2.0, "latest", None)
+
+
+def test_each_sink_has_its_own_checkpoint(stack_environment):
+    cfg = config(["--checkpoint-root", "/data/ckpt/"])
+    paths = {cfg.checkpoint(sink) for sink in cfg.sinks}
+    assert paths == {"/data/ckpt/cassandra", "/data/ckpt/redis", "/data/ckpt/rest"}
+
+
+def test_secrets_stay_out_of_the_logged_settings(stack_environment):
+    text = repr(config([]))
+    assert "s3cret" not in text and "t0ken" not in text
+
+
+@pytest.mark.parametrize("argv,missing", [
+    (["--sinks", "cassandra,redis"], "--redis-url"),
+    (["--sinks", "rest"], "--api-url"),
+])
+def test_a_selected_sink_needs_its_settings(monkeypatch, stack_environment, argv, missing):
+    monkeypatch.delenv(missing.removeprefix("--").upper().replace("-", "_"), raising=False)
+    with pytest.raises(SystemExit, match=missing):
+        config(argv)
+
+
+def test_rest_sink_needs_a_token(monkeypatch, stack_environment):
+    monkeypatch.delenv("API_TOKEN")
+    with pytest.raises(SystemExit, match="--api-token"):
+        config(["--sinks", "rest"])
+    assert config(["--sinks", "cassandra,redis"]).settings.api_token is None
+
+
+def test_missing_connection_settings_are_named(monkeypatch):
+    for name in STACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit, match="--bootstrap, --checkpoint-root, --cassandra-host"):
+        config(["--sinks", "cassandra"])
+
+
+@pytest.mark.parametrize("sinks", ["cassandra,kafka", "cassandra,cassandra", ","])
+def test_bad_sink_lists_are_rejected(stack_environment, sinks):
+    with pytest.raises(SystemExit):
+        config(["--sinks", sinks])
+
+
+def test_job_config_validates_directly():
+    settings = SinkSettings("b:1", "h", 1)
+    with pytest.raises(ValueError):
+        JobConfig(settings, "/c", sinks=())
+    with pytest.raises(ValueError):
+        JobConfig(settings, "/c", trigger_seconds=0)
+
+
+def test_load_sink_by_name(monkeypatch):
+    assert job.load_sink("cassandra") is cassandra_sink.write_batch
+    monkeypatch.setitem(job.SINK_MODULES, "redis", "cdc_stream.no_such_sink")
+    with pytest.raises(RuntimeError, match="sink 'redis': cannot import cdc_stream.no_such_sink"):
+        job.load_sink("redis")
+    monkeypatch.setitem(job.SINK_MODULES, "rest", "cdc_stream.schemas")
+    with pytest.raises(RuntimeError, match="has no write_batch"):
+        job.load_sink("rest")
+
+
+def test_cassandra_target_rejects_non_identifiers():
+    with pytest.raises(ValueError):
+        cassandra_sink.CassandraTarget("h", 1, keyspace="ks; DROP KEYSPACE x")
+
+
+def test_event_params_bind_upserts_and_deletes_at_the_position():
+    from datetime import datetime, timezone
+    import uuid
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    row = {"id": 5, "op": "u", "position": 77, "content_id": str(uuid.UUID(int=1)), "user_id": str(uuid.UUID(int=2)),
+           "event_type": "play", "event_ts_ms": 1000, "duration_ms": 10, "device": "tv", "raw_payload": "{}",
+           "engagement_pct": 0.1}
+    is_delete, params = cassandra_sink.event_params(row, now)
+    assert not is_delete
+    assert params == (5, uuid.UUID(int=1), uuid.UUID(int=2), "play", 1000, 10, "tv", "{}", 0.1, 77, "u", now, 77)
+    assert len(params) == len(cassandra_sink.EVENT_COLUMNS) + 1
+    assert cassandra_sink.event_params(dict(row, op="d", content_id=None), now) == (True, (77, 5))
+
+
+def test_py_files_archive_holds_both_packages(tmp_path):
+    archive = packaging.build_py_files(tmp_path)
+    with zipfile.ZipFile(archive) as zf:
+        members = set(zf.namelist())
+    assert {"cdc_platform/__init__.py", "cdc_platform/names.py", "cdc_platform/semantics.py",
+            "cdc_stream/__init__.py", "cdc_stream/transforms.py", "cdc_stream/cassandra_sink.py"} <= members
+    assert not any("__pycache__" in m or m.endswith(".pyc") for m in members)
+    # Reproducible: identical sources give a byte-identical archive.
+    again = packaging.build_py_files(tmp_path / "again")
+    assert again.read_bytes() == archive.read_bytes()

@@ -1,0 +1,385 @@
+"""The stream's pure transforms on small in-memory batches (local Spark, no services)."""
+from __future__ import annotations
+
+import json
+import string
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import functions as F
+
+from tests.unit.stream import cdc_messages as m
+from cdc_platform import names, semantics
+from cdc_stream import quarantine as Q
+from cdc_stream import schemas, transforms
+
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+KNOWN_LENGTH = 60
+OTHER_CONTENT = "11111111-2222-4333-8444-555555555555"
+
+
+def as_collected(ts: datetime) -> datetime:
+    """PySpark collects timestamps as naive datetimes in the process's local time zone."""
+    return ts.astimezone().replace(tzinfo=None)
+
+
+def kafka_df(spark, messages, topic=names.EVENTS_TOPIC):
+    """messages: (key, value) pairs, each a dict (JSON), a str (raw text) or None."""
+    rows = [
+        (m.encode(key), m.encode(value), topic, 0, offset, NOW)
+        for offset, (key, value) in enumerate(messages)
+    ]
+    return spark.createDataFrame(rows, schemas.KAFKA_SOURCE)
+
+
+def content_lookup(spark, rows=((m.CONTENT_ID, KNOWN_LENGTH),)):
+    return spark.createDataFrame(list(rows), schemas.CONTENT_LOOKUP)
+
+
+def run(spark, messages, lookup_rows=((m.CONTENT_ID, KNOWN_LENGTH),)):
+    batch = transforms.process_events(kafka_df(spark, messages), content_lookup(spark, lookup_rows), now=NOW)
+    changes = [r.asDict() for r in batch.changes.orderBy("position").collect()]
+    quarantined = [r.asDict() for r in batch.quarantine.orderBy("offset").collect()]
+    return changes, quarantined, batch.tombstones.count()
+
+
+def key(row_id):
+    return {"id": row_id}
+
+
+def only_change(spark, message, **lookup):
+    changes, quarantined, _ = run(spark, [(key(1), message)], **lookup)
+    assert quarantined == [], quarantined
+    assert len(changes) == 1
+    return changes[0]
+
+
+def only_reason(spark, message, **lookup):
+    changes, quarantined, _ = run(spark, [(key(1), message)], **lookup)
+    assert changes == []
+    assert len(quarantined) == 1
+    return quarantined[0]["reason"]
+
+
+def test_insert_becomes_a_normalized_enriched_change(spark):
+    row_ts = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    row = m.event_row(1, event_ts=row_ts)
+    change = only_change(spark, m.insert(row, lsn=5000))
+    assert change == {
+        "id": 1, "op": "c", "position": 5000, "source_ts_ms": 1_767_268_800_000,
+        "content_id": m.CONTENT_ID, "user_id": m.USER_ID, "event_type": "play",
+        "event_ts": as_collected(row_ts), "duration_ms": 30_000, "device": "mobile",
+        "raw_payload": '{"source": "test"}', "length_seconds": KNOWN_LENGTH, "engagement_pct": 0.5,
+    }
+
+
+def test_changes_follow_the_contract_schema(spark):
+    batch = transforms.process_events(kafka_df(spark, [(key(1), m.insert(m.event_row(1), 1))]),
+                                      content_lookup(spark), now=NOW)
+    assert [(f.name, f.dataType) for f in batch.changes.schema.fields] == \
+        [(f.name, f.dataType) for f in schemas.CHANGE.fields]
+    assert [(f.name, f.dataType) for f in batch.quarantine.schema.fields] == \
+        [(f.name, f.dataType) for f in schemas.QUARANTINE.fields]
+
+
+def test_snapshot_read_is_a_change(spark):
+    change = only_change(spark, m.snapshot_read(m.event_row(1), lsn=10))
+    assert (change["op"], change["position"]) == ("r", 10)
+
+
+def test_update_takes_the_after_image(spark):
+    before = m.event_row(1, duration_ms=6_000, device="desktop")
+    after = m.event_row(1, duration_ms=12_000, device="tablet")
+    change = only_change(spark, m.update(before, after, lsn=20))
+    assert (change["op"], change["duration_ms"], change["device"]) == ("u", 12_000, "tablet")
+    assert change["engagement_pct"] == pytest.approx(0.2)
+
+
+def test_delete_takes_the_before_image(spark):
+    change = only_change(spark, m.delete(m.event_row(7, duration_ms=15_000, device="ipad"), lsn=30))
+    assert (change["id"], change["op"], change["position"]) == (7, "d", 30)
+    assert (change["device"], change["engagement_pct"]) == ("tablet", 0.25)
+
+
+def test_tombstone_is_counted_not_changed_nor_quarantined(spark):
+    changes, quarantined, tombstones = run(spark, [
+        (key(1), m.delete(m.event_row(1), lsn=30)),
+        (key(1), None),
+    ])
+    assert [c["op"] for c in changes] == ["d"]
+    assert quarantined == []
+    assert tombstones == 1
+    assert transforms.count_tombstones(kafka_df(spark, [(key(1), None), (key(2), None)])) == 2
+
+
+def test_nullable_columns_pass_through_as_null(spark):
+    change = only_change(spark, m.insert(m.event_row(1, duration_ms=None, device=None, raw_payload=None), 1))
+    assert (change["duration_ms"], change["engagement_pct"]) == (None, None)
+    assert change["device"] == "other"
+    assert change["raw_payload"] is None
+
+
+def test_zero_length_content_has_no_pct(spark):
+    change = only_change(spark, m.insert(m.event_row(1), 1), lookup_rows=[(m.CONTENT_ID, 0)])
+    assert (change["length_seconds"], change["engagement_pct"]) == (0, None)
+
+
+def test_content_without_length_has_no_pct(spark):
+    change = only_change(spark, m.insert(m.event_row(1), 1), lookup_rows=[(m.CONTENT_ID, None)])
+    assert (change["length_seconds"], change["engagement_pct"]) == (None, None)
+
+
+def test_pct_is_capped(spark):
+    change = only_change(spark, m.insert(m.event_row(1, duration_ms=KNOWN_LENGTH * 1000 * 3), 1))
+    assert change["engagement_pct"] == semantics.PCT_CAP
+
+
+def test_zero_duration_is_zero_pct(spark):
+    assert only_change(spark, m.insert(m.event_row(1, duration_ms=0), 1))["engagement_pct"] == 0.0
+
+
+def test_huge_length_does_not_overflow(spark):
+    change = only_change(spark, m.insert(m.event_row(1, duration_ms=1_000), 1),
+                         lookup_rows=[(m.CONTENT_ID, 2_000_000_000)])
+    assert change["engagement_pct"] == semantics.engagement_pct(1_000, 2_000_000_000)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("iPhone", "mobile"), ("  Smart-TV\t", "tv"), ("WEB", "desktop"), ("fridge", "other"), ("", "other"),
+])
+def test_device_is_normalized(spark, raw, expected):
+    assert only_change(spark, m.insert(m.event_row(1, device=raw), 1))["device"] == expected
+
+
+def test_event_type_is_normalized(spark):
+    change = only_change(spark, m.insert(m.event_row(1, event_type="  Play-Back Start\n"), 1))
+    assert change["event_type"] == "play_back_start"
+
+
+def test_raw_payload_object_is_kept_as_json_text(spark):
+    message = m.insert(m.event_row(1), 1)
+    message["after"]["raw_payload"] = {"k": [1, 2]}
+    assert json.loads(only_change(spark, message)["raw_payload"]) == {"k": [1, 2]}
+
+
+def test_uuids_are_lowercased_for_the_join(spark):
+    change = only_change(spark, m.insert(m.event_row(1, content_id=m.CONTENT_ID.upper()), 1))
+    assert (change["content_id"], change["length_seconds"]) == (m.CONTENT_ID, KNOWN_LENGTH)
+
+
+def test_duplicate_lookup_rows_never_duplicate_a_change(spark):
+    changes, quarantined, _ = run(spark, [(key(1), m.insert(m.event_row(1), 1))],
+                                  lookup_rows=[(m.CONTENT_ID, KNOWN_LENGTH), (m.CONTENT_ID, KNOWN_LENGTH)])
+    assert len(changes) == 1 and quarantined == []
+
+
+def test_unparseable_json_is_quarantined_with_the_original_record(spark):
+    changes, quarantined, _ = run(spark, [(key(9), "{not json")])
+    assert changes == []
+    [record] = quarantined
+    assert record["reason"] == Q.UNPARSEABLE_JSON
+    assert (record["topic"], record["partition"], record["offset"]) == (names.EVENTS_TOPIC, 0, 0)
+    assert (json.loads(record["key"]), record["value"]) == ({"id": 9}, "{not json")
+    assert record["detected_at"] == as_collected(NOW)
+
+
+@pytest.mark.parametrize("value", ["", "\x00\x01", '{"op": "c"'])
+def test_other_garbage_is_unparseable(spark, value):
+    assert only_reason(spark, value) == Q.UNPARSEABLE_JSON
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "42", "null", '{"op": "c", "source": {"lsn": "not-a-number"}}'])
+def test_json_that_is_not_an_envelope_is_a_schema_mismatch(spark, value):
+    assert only_reason(spark, value) == Q.SCHEMA_MISMATCH
+
+
+def test_missing_source_position_is_quarantined(spark):
+    message = m.insert(m.event_row(1), lsn=None)
+    assert only_reason(spark, message) == Q.MISSING_POSITION
+    del message["source"]
+    assert only_reason(spark, message) == Q.MISSING_POSITION
+
+
+@pytest.mark.parametrize("op", ["t", "x", None])
+def test_unknown_or_missing_op_is_quarantined(spark, op):
+    message = m.insert(m.event_row(1), 1)
+    message["op"] = op
+    assert only_reason(spark, message) == Q.UNKNOWN_OP
+
+
+def test_missing_image_or_id_is_quarantined(spark):
+    assert only_reason(spark, m.envelope("c", after=None, lsn=1)) == Q.MISSING_REQUIRED_FIELD
+    assert only_reason(spark, m.envelope("d", before=None, lsn=1)) == Q.MISSING_REQUIRED_FIELD
+    assert only_reason(spark, m.insert(dict(m.event_row(1), id=None), 1)) == Q.MISSING_REQUIRED_FIELD
+
+
+@pytest.mark.parametrize("field", ["content_id", "user_id", "event_type"])
+def test_missing_required_field_is_quarantined(spark, field):
+    assert only_reason(spark, m.insert(m.event_row(1, **{field: None}), 1)) == Q.MISSING_REQUIRED_FIELD
+
+
+def test_blank_event_type_is_missing(spark):
+    assert only_reason(spark, m.insert(m.event_row(1, event_type="  "), 1)) == Q.MISSING_REQUIRED_FIELD
+
+
+def test_non_uuid_ids_are_malformed(spark):
+    assert only_reason(spark, m.insert(m.event_row(1, user_id="bob"), 1)) == Q.MALFORMED_FIELD
+
+
+def test_negative_duration_is_quarantined(spark):
+    assert only_reason(spark, m.insert(m.event_row(1, duration_ms=-1), 1)) == Q.NEGATIVE_DURATION
+
+
+def test_far_future_event_is_quarantined_relative_to_now(spark):
+    limit = NOW + semantics.MAX_FUTURE_SKEW
+    assert only_reason(spark, m.insert(m.event_row(1, event_ts=limit + timedelta(microseconds=1)), 1)) \
+        == Q.FUTURE_EVENT_TS
+    assert only_change(spark, m.insert(m.event_row(1, event_ts=limit), 1))["event_ts"] == as_collected(limit)
+
+
+def test_future_check_defaults_to_processing_time(spark):
+    far = datetime.now(timezone.utc) + semantics.MAX_FUTURE_SKEW + timedelta(minutes=10)
+    df = kafka_df(spark, [(key(1), m.insert(m.event_row(1, event_ts=far), 1)),
+                          (key(2), m.insert(m.event_row(2, event_ts=datetime.now(timezone.utc)), 2))])
+    batch = transforms.process_events(df, content_lookup(spark))
+    assert [r.id for r in batch.changes.collect()] == [2]
+    assert [r.reason for r in batch.quarantine.collect()] == [Q.FUTURE_EVENT_TS]
+
+
+def test_unknown_content_is_quarantined(spark):
+    message = m.insert(m.event_row(1, content_id=OTHER_CONTENT), 1)
+    assert only_reason(spark, message) == Q.UNKNOWN_CONTENT
+
+
+def test_delete_of_unknown_content_is_never_rejected(spark):
+    change = only_change(spark, m.delete(m.event_row(1, content_id=OTHER_CONTENT), lsn=40))
+    assert (change["op"], change["content_id"], change["length_seconds"]) == ("d", OTHER_CONTENT, None)
+
+
+def test_delete_with_an_invalid_before_image_still_deletes(spark):
+    before = m.event_row(1, duration_ms=-5, user_id=None, event_type=None,
+                         event_ts=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    assert only_change(spark, m.delete(before, lsn=41))["op"] == "d"
+
+
+def test_new_content_in_the_lookup_enriches_immediately(spark):
+    message = m.insert(m.event_row(1, content_id=OTHER_CONTENT, duration_ms=45_000), 1)
+    change = only_change(spark, message, lookup_rows=[(m.CONTENT_ID, 60), (OTHER_CONTENT, 90)])
+    assert (change["length_seconds"], change["engagement_pct"]) == (90, 0.5)
+
+
+def mixed_batch():
+    future = NOW + timedelta(days=2)
+    return [
+        (key(1), m.snapshot_read(m.event_row(1), 1)),
+        (key(2), m.insert(m.event_row(2), 2)),
+        (key(2), m.update(m.event_row(2), m.event_row(2, duration_ms=1), 3)),
+        (key(3), m.delete(m.event_row(3), 4)),
+        (key(3), None),
+        (key(4), "garbage"),
+        (key(5), "[]"),
+        (key(6), m.insert(m.event_row(6), lsn=None)),
+        (key(7), dict(m.insert(m.event_row(7), 5), op="z")),
+        (key(8), m.insert(m.event_row(8, user_id=None), 6)),
+        (key(9), m.insert(m.event_row(9, duration_ms=-10), 7)),
+        (key(10), m.insert(m.event_row(10, event_ts=future), 8)),
+        (key(11), m.insert(m.event_row(11, content_id=OTHER_CONTENT), 9)),
+        (key(12), m.delete(m.event_row(12, content_id=OTHER_CONTENT), 10)),
+        (None, None),
+        (key(13), m.insert(m.event_row(13, user_id="nope"), 11)),
+    ]
+
+
+def test_every_record_lands_in_exactly_one_place(spark):
+    source = kafka_df(spark, mixed_batch())
+    batch = transforms.process_events(source, content_lookup(spark), now=NOW)
+    changes = batch.changes.collect()
+    quarantined = batch.quarantine.collect()
+    tombstones = batch.tombstones.collect()
+
+    assert len(changes) + len(quarantined) + len(tombstones) == source.count()
+    # Changes no longer carry their offset; every message here has its own position, which maps back.
+    position_of = {
+        offset: value["source"]["lsn"]
+        for offset, (_, value) in enumerate(mixed_batch())
+        if isinstance(value, dict) and value["source"]["lsn"] is not None
+    }
+    change_positions = {r.position for r in changes}
+    accepted = {offset for offset, lsn in position_of.items() if lsn in change_positions}
+    assert len(accepted) == len(changes)
+    rejected = {r.offset for r in quarantined}
+    dead = {r.offset for r in tombstones}
+    assert accepted | rejected | dead == set(range(source.count()))
+    assert not (accepted & rejected) and not (accepted & dead) and not (rejected & dead)
+    assert sorted(r.reason for r in quarantined) == sorted([
+        Q.UNPARSEABLE_JSON, Q.SCHEMA_MISMATCH, Q.MISSING_POSITION, Q.UNKNOWN_OP, Q.MISSING_REQUIRED_FIELD,
+        Q.NEGATIVE_DURATION, Q.FUTURE_EVENT_TS, Q.UNKNOWN_CONTENT, Q.MALFORMED_FIELD,
+    ])
+    assert set(Q.REASONS) == {r.reason for r in quarantined}
+
+
+def test_parse_content_ops_and_rejects(spark):
+    new = m.content_row(OTHER_CONTENT.upper(), length_seconds=90)
+    messages = [
+        ({"id": OTHER_CONTENT}, m.insert(new, 100, table="content")),
+        ({"id": m.CONTENT_ID}, m.update(m.content_row(), m.content_row(length_seconds=75), 101, table="content")),
+        ({"id": m.CONTENT_ID}, m.delete(m.content_row(length_seconds=75), 102, table="content")),
+        ({"id": m.CONTENT_ID}, None),
+        ({"id": "x"}, m.insert(m.content_row("not-a-uuid"), 103, table="content")),
+        ({"id": "y"}, "{{"),
+    ]
+    source = kafka_df(spark, messages, topic=names.CONTENT_TOPIC)
+    changes, rejected = transforms.parse_content(source, now=NOW)
+    assert [(f.name, f.dataType) for f in changes.schema.fields] == \
+        [(f.name, f.dataType) for f in schemas.CONTENT_CHANGE.fields]
+    rows = [r.asDict() for r in changes.orderBy("position").collect()]
+    assert [(r["id"], r["op"], r["position"], r["length_seconds"]) for r in rows] == [
+        (OTHER_CONTENT, "c", 100, 90), (m.CONTENT_ID, "u", 101, 75), (m.CONTENT_ID, "d", 102, 75),
+    ]
+    assert rows[0]["publish_ts"] == as_collected(datetime(2025, 12, 1, tzinfo=timezone.utc))
+    assert sorted(r.reason for r in rejected.collect()) == [Q.MALFORMED_FIELD, Q.UNPARSEABLE_JSON]
+    assert len(rows) + rejected.count() + transforms.count_tombstones(source) == len(messages)
+
+
+def test_quarantine_kafka_record_carries_the_original_and_the_reason(spark):
+    batch = transforms.process_events(kafka_df(spark, [(key(4), "garbage")]), content_lookup(spark), now=NOW)
+    [record] = Q.to_kafka_records(batch.quarantine).collect()
+    assert json.loads(record.key) == {"id": 4}
+    body = json.loads(record.value)
+    assert {k: body[k] for k in ("topic", "partition", "offset", "value", "reason")} == {
+        "topic": names.EVENTS_TOPIC, "partition": 0, "offset": 0, "value": "garbage", "reason": Q.UNPARSEABLE_JSON,
+    }
+    assert datetime.fromisoformat(body["detected_at"]) == NOW
+
+
+_device_words = st.sampled_from(sorted(semantics.DEVICE_ALIASES) + ["", "Smart TV", "I-Pad", "tv\u00a0", "other"])
+_messy = st.text(alphabet=string.ascii_letters + " -_\t\n\u00a0\u2003\x1c", max_size=12)
+_raw_values = st.one_of(st.none(), _messy, st.builds(
+    lambda pre, word, case, post: pre + (word.upper() if case else word) + post,
+    st.sampled_from(["", " ", "\t", "\u3000"]), _device_words, st.booleans(), st.sampled_from(["", " ", "\n"])))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_raw_values, min_size=20, max_size=60))
+def test_normalization_matches_semantics(spark, values):
+    df = spark.createDataFrame([(v,) for v in values], "raw string")
+    got = df.select(
+        F.col("raw"),
+        transforms.normalize_device(F.col("raw")).alias("device"),
+        transforms.normalize_event_type(F.col("raw")).alias("event_type"),
+    ).collect()
+    for row in got:
+        assert row.device == semantics.normalize_device(row.raw), row.raw
+        assert row.event_type == semantics.normalize_event_type(row.raw), row.raw
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.one_of(st.none(), st.integers(-10**6, 10**9)),
+                                st.one_of(st.none(), st.integers(-100, 10**9))), min_size=20, max_size=60))
+def test_pct_matches_semantics(spark, pairs):
+    df = spark.createDataFrame(pairs, "duration_ms int, length_seconds int")
+    got = df.select("*", transforms.engagement_pct(F.col("duration_ms"), F.col("length_seconds")).alias("pct"))
+    for row in got.collect():
+        assert row.pct == semantics.engagement_pct(row.duration_ms, row.length_seconds)
