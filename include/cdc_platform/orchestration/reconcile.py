@@ -1,0 +1,44 @@
+"""The ``cdc_reconcile`` task: compare the Redis aggregates with Cassandra, repair, alert on drift."""
+from __future__ import annotations
+
+from cdc_platform import alerting, names
+from cdc_platform import connections as conn_ids
+from cdc_platform import reconcile
+from cdc_platform.hooks import stack as hooks
+
+
+def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str = conn_ids.REDIS_CONN_ID,
+        repair: bool = True, alert: bool = True, settle_seconds: float = reconcile.DEFAULT_SETTLE_SECONDS,
+        keyspace: str = names.CASSANDRA_KEYSPACE, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
+    """Reconcile once and return the report (see cdc_platform.reconcile.reconcile).
+
+    Drift posts one alert: a warning when it was repaired to zero, an error when some is left
+    (repair disabled, the stream kept moving, or the check after the repair still saw drift).
+    """
+    client = hooks.redis_client(redis_conn_id)
+    cluster, session = hooks.cassandra_session(cassandra_conn_id)
+    try:
+        report = reconcile.reconcile(session, client, keyspace=keyspace, repair=repair,
+                                     settle_seconds=settle_seconds)
+    finally:
+        cluster.shutdown()
+        client.close()
+    if report["drift_total"] and alert:
+        fixed = report["repaired"] and report["drift_after_total"] == 0
+        alerting.send(
+            title=f"CDC reconcile: {report['drift_total']} drifted member(s) in Redis, {_outcome(report)}",
+            source="reconcile", severity="warning" if fixed else "error",
+            message=", ".join(f"{name}: {numbers}" for name, numbers in report["drift_before"].items()
+                              if numbers["missing"] or numbers["extra"] or numbers["mismatched"]),
+            details=report, conn_id=alerts_conn_id)
+    return report
+
+
+def _outcome(report: dict) -> str:
+    if report["repair_error"]:
+        return report["repair_error"]
+    if not report["repaired"]:
+        return "not repaired (repair disabled)"
+    if report["drift_after_total"]:
+        return f"repaired, but {report['drift_after_total']} member(s) still drift"
+    return "repaired"
