@@ -33,12 +33,15 @@ class TopicSpec:
 
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
+# Every reprocess round rewrites what it could not deliver, so the DLQ holds history; a month
+# is ample for an entry that is parked (kept forever) after a handful of rounds.
+MONTH_MS = str(30 * 24 * 3600 * 1000)
 TOPICS = (
     # Keyed by primary key: per-row order holds within a partition.
     TopicSpec(names.EVENTS_TOPIC, 3, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
     TopicSpec(names.CONTENT_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
     TopicSpec(CANARY_TOPIC, 1, {"retention.ms": str(24 * 3600 * 1000), "cleanup.policy": "delete"}),
-    TopicSpec(names.DLQ_TOPIC, 3, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+    TopicSpec(names.DLQ_TOPIC, 3, {"retention.ms": MONTH_MS, "cleanup.policy": "delete"}),
     TopicSpec(names.PARKED_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
     TopicSpec(names.QUARANTINE_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
 )

@@ -181,25 +181,3 @@ def _message_timestamp_ms(consumer, topic: str, partition: int, offset: int) -> 
     if msg is None or msg.error():
         return None
     return msg.timestamp()[1]
-
-
-def topic_depth(bootstrap: str, topic: str, group: str | None = None) -> int:
-    """Messages in ``topic`` not yet consumed by ``group`` (all retained messages without a group)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or "cdc-watchdog-depth",
-                         "enable.auto.commit": False, "log_level": 0})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return 0
-        parts = [TopicPartition(topic, p) for p in metadata.partitions]
-        committed = consumer.committed(parts, timeout=10) if group else [None] * len(parts)
-        depth = 0
-        for tp, done in zip(parts, committed):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            start = done.offset if done is not None and done.offset >= 0 else low
-            depth += max(0, high - max(start, low))
-        return depth
-    finally:
-        consumer.close()

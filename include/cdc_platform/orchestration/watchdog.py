@@ -9,6 +9,7 @@ from pathlib import Path
 from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform import watchdog
+from cdc_platform.delivery import dlq
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
@@ -40,8 +41,8 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
         conn.close()
     bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
     watchdog.stream_metrics(bootstrap, Path(checkpoint_root or default_checkpoint_root()), metrics)
-    metrics.dlq_depth = watchdog.topic_depth(bootstrap, names.DLQ_TOPIC, names.DLQ_REPROCESS_GROUP)
-    metrics.parked_depth = watchdog.topic_depth(bootstrap, names.PARKED_TOPIC)
+    metrics.dlq_depth = dlq.dlq_depth(bootstrap, names.DLQ_TOPIC)
+    metrics.parked_depth = dlq.dlq_depth(bootstrap, names.PARKED_TOPIC)
     breaches = watchdog.evaluate(metrics, thresholds)
     for key, value in metrics.as_dict().items():
         log.info("watchdog %s = %s", key, value)

@@ -1,0 +1,37 @@
+"""The ``cdc_dlq_reprocess`` task: one bounded round over the DLQ, alerting on anything parked."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from cdc_platform import alerting, names
+from cdc_platform import connections as conn_ids
+from cdc_platform.delivery import dlq
+from cdc_platform.hooks import stack as hooks
+
+log = logging.getLogger(__name__)
+
+
+def run(max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS, base_backoff_s: float = dlq.DEFAULT_BACKOFF_S,
+        max_entries: int | None = None, alert: bool = True, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
+        rest_api_conn_id: str = conn_ids.REST_API_CONN_ID, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID,
+        **topics) -> dict:
+    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    api_url, token = hooks.http_base_url(rest_api_conn_id)
+    if not token:
+        raise ValueError(f"connection {rest_api_conn_id} has no password (the API bearer token)")
+    report = dlq.reprocess(bootstrap, api_url, token, max_attempts=max_attempts, base_backoff_s=base_backoff_s,
+                           max_entries=max_entries, **topics)
+    result = asdict(report)
+    result["dlq_depth_after"] = dlq.dlq_depth(bootstrap, topics.get("dlq_topic", names.DLQ_TOPIC),
+                                              topics.get("group_id", names.DLQ_REPROCESS_GROUP))
+    log.info("DLQ reprocess: delivered %(delivered)s, requeued %(requeued)s, parked %(parked)s, "
+             "not due %(skipped_not_due)s, depth after %(dlq_depth_after)s", result)
+    if report.parked and alert:
+        alerting.send(
+            title=f"DLQ: {report.parked} entr{'y' if report.parked == 1 else 'ies'} parked after {max_attempts} attempts",
+            source="dlq", severity="error",
+            message="These changes were not delivered to the REST API and need a person: "
+                    f"{', '.join(report.parked_keys[:20])}",
+            details=result, conn_id=alerts_conn_id)
+    return result
