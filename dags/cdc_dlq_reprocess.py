@@ -37,7 +37,7 @@ A human-readable audit log of DLQ entries is kept at `$CDC_DLQ_AUDIT_LOG`
         "max_entries": Param(None, type=["null", "integer"], minimum=1),
     },
     deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
         interval=timedelta(minutes=8),
         callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "8 minutes"}),
     ),

@@ -42,7 +42,7 @@ Connections: `cassandra_default`, `redis_default`, `cdc_alerts`.
         "settle_seconds": Param(300, type="number", minimum=0),
     },
     deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
         interval=timedelta(minutes=10),
         callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "10 minutes"}),
     ),

@@ -43,7 +43,7 @@ fails the run, so breaches show red in the grid.
         "auto_restart": Param(True, type="boolean"),
     },
     deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
         interval=timedelta(minutes=4),
         callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "4 minutes"}),
     ),

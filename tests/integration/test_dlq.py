@@ -5,6 +5,8 @@ DLQ is never touched, and its own key prefix, so its faults only hit its own req
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import random
 import socket
 import sys
@@ -129,10 +131,10 @@ def items(prefix: str, n: int) -> list[DeliveryItem]:
             for i in range(n)]
 
 
-def dead_letter(bootstrap, queue, failures, **kwargs) -> None:
+def dead_letter(bootstrap, queue, failures, now=None, due_at=None) -> None:
     writer = dlq.DlqWriter(bootstrap, audit_log=queue.audit)
-    for entry in dlq.entries_from_failures(failures, **kwargs):
-        writer.send(queue.dlq, entry)
+    for entry in dlq.entries_from_failures(failures, now=now):
+        writer.send(queue.dlq, entry if due_at is None else replace(entry, next_attempt_at=due_at))
     assert writer.flush() == len(failures)
 
 
@@ -142,7 +144,7 @@ def test_failed_posts_go_to_the_dlq_and_reprocess_delivers_each_exactly_once(fau
     faults.set_faults(status=503, key_prefix=queue.prefix)
     result = deliver(make_session(), faults.url, faults.token, items(queue.prefix, n), batch_size=5, policy=FAST)
     assert result.delivered == [] and len(result.failed) == n
-    dead_letter(bootstrap, queue, result.failed, base_backoff_s=0)
+    dead_letter(bootstrap, queue, result.failed)
 
     entries = read_topic(bootstrap, queue.dlq, n)
     assert len(entries) == n
@@ -172,7 +174,7 @@ def test_entries_not_yet_due_are_passed_on_unchanged(api, bootstrap, queue):
     dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked)
     failures = [dlq.FailedItem(i, "HTTP 503: down", 3, True) for i in items(queue.prefix, 4)]
     now = datetime.now(timezone.utc)
-    dead_letter(bootstrap, queue, failures, now=now, base_backoff_s=3600)
+    dead_letter(bootstrap, queue, failures, now=now, due_at=now + timedelta(hours=1))
 
     early = reprocess(api, bootstrap, queue, now=now + timedelta(minutes=5))
     assert (early.skipped_not_due, early.delivered, early.requeued) == (4, 0, 0)
@@ -190,8 +192,7 @@ def test_a_poison_entry_is_parked_after_max_attempts(api, bootstrap, queue):
     dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked)
     good = items(queue.prefix, 3)
     poison = DeliveryItem(f"{queue.prefix}poison", "not a JSON object: the service answers 422")
-    dead_letter(bootstrap, queue, [dlq.FailedItem(i, "HTTP 503: down", 2, True) for i in [*good, poison]],
-                base_backoff_s=0)
+    dead_letter(bootstrap, queue, [dlq.FailedItem(i, "HTTP 503: down", 2, True) for i in [*good, poison]])
 
     first = reprocess(api, bootstrap, queue, max_attempts=3)
     assert (first.delivered, first.requeued, first.parked) == (3, 1, 0)
@@ -225,8 +226,7 @@ def test_an_undecodable_message_is_parked_with_its_reason(api, bootstrap, queue)
 
 def test_max_entries_bounds_a_round_and_the_rest_waits(api, bootstrap, queue):
     dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked)
-    dead_letter(bootstrap, queue, [dlq.FailedItem(i, "HTTP 503: down", 1, True) for i in items(queue.prefix, 7)],
-                base_backoff_s=0)
+    dead_letter(bootstrap, queue, [dlq.FailedItem(i, "HTTP 503: down", 1, True) for i in items(queue.prefix, 7)])
     assert reprocess(api, bootstrap, queue, max_entries=3).delivered == 3
     assert dlq.dlq_depth(bootstrap, queue.dlq, queue.group) == 4
     assert reprocess(api, bootstrap, queue).delivered == 4

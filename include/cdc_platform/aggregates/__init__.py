@@ -10,8 +10,9 @@ Checking and fixing (reconciliation):
     diff(expected, actual, tolerance) -> Drift                pure
     repair(client, expected, if_watermark=...)                one MULTI/EXEC, fences included
 
-engagement_10m uses event time: its "now" is the largest event_ts of any change delivered
-(applied, stale, or a delete's before-image), kept in the watermark as max_event_ts_ms. That
+engagement_10m uses event time: its "now" is the largest event_ts of any insert, update or
+snapshot change delivered (applied or stale; a delete's before-image never moves it, since
+deletes are not validated), kept in the watermark as max_event_ts_ms. That
 clock only moves forward and does not depend on arrival order, so replays and reordering
 converge. The window is that clock's epoch minute and the ROLLING_WINDOW_MINUTES - 1 before it;
 per-minute buckets exist only inside it. To compare with Redis, recompute with

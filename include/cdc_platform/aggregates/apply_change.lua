@@ -26,14 +26,17 @@ local function pos_gt(a, b)
   return a > b
 end
 
--- Event-time clock: the largest event_ts of any change delivered, applied or stale, so the
--- window does not depend on arrival order. The window is [end - window + 1, end] in minutes.
+-- Event-time clock: the largest event_ts of any insert/update/snapshot change delivered, applied
+-- or stale, so the window does not depend on arrival order. A delete's before-image never moves
+-- it: deletes are not validated (a row must never outlive its deletion), so the before-image of
+-- a quarantined far-future row would otherwise push the window past every real event.
+-- The window is [end - window + 1, end] in minutes.
 local clock = redis.call('HGET', wm, 'max_event_ts_ms')
 local old_end = redis.call('HGET', wm, 'window_end_minute')
 old_end = old_end and tonumber(old_end) or nil
 local win_end = old_end
 local advanced = false
-if ts ~= '' and (not clock or tonumber(ts) > tonumber(clock)) then
+if op ~= 'd' and ts ~= '' and (not clock or tonumber(ts) > tonumber(clock)) then
   redis.call('HSET', wm, 'max_event_ts_ms', ts, 'window_end_minute', incoming.minute)
   local e = tonumber(incoming.minute)
   if old_end == nil or e > old_end then

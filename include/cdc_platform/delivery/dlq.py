@@ -157,14 +157,15 @@ def describe_failure(failure: FailedItem) -> str:
     return f"{failure.error} ({kind}, {failure.attempts} HTTP attempt{'s' if failure.attempts != 1 else ''})"
 
 
-def entries_from_failures(failures: Iterable[FailedItem], now: datetime | None = None,
-                          base_backoff_s: float = DEFAULT_BACKOFF_S) -> list[DlqEntry]:
-    """First DLQ entries for items the sink could not deliver (its round counts as attempt 1)."""
+def entries_from_failures(failures: Iterable[FailedItem], now: datetime | None = None) -> list[DlqEntry]:
+    """First DLQ entries for items the sink could not deliver (its round counts as attempt 1).
+
+    They are due at once: the sink already retried with backoff inside its batch, and the
+    reprocess schedule spaces the next round; backoff grows from the second failure on."""
     now = _utc(now or datetime.now(timezone.utc))
-    due = next_attempt_at(now, 1, base_backoff_s)
     return [
         DlqEntry(idempotency_key=f.item.idempotency_key, event=f.item.event, error=describe_failure(f),
-                 attempts=1, first_failed_at=now, last_failed_at=now, next_attempt_at=due)
+                 attempts=1, first_failed_at=now, last_failed_at=now, next_attempt_at=now)
         for f in failures
     ]
 

@@ -60,6 +60,7 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
                  spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
         kwargs.setdefault("name", "cdc-stream")
         kwargs.setdefault("conf", {"spark.sql.shuffle.partitions": "4", "spark.ui.showConsoleProgress": "false",
+                                   "spark.log.level": "WARN",
                                    "spark.sql.session.timeZone": "UTC",
                                    "spark.sql.streaming.stopGracefullyOnShutdown": "true"})
         kwargs.setdefault("driver_memory", "1g")
@@ -77,6 +78,9 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
         self.jars = submission["jars"]
         self.packages = submission["packages"]
         self.py_files = build_py_files()
+        if os.environ.get("PYSPARK_PYTHON"):
+            # Executors must run an interpreter that has the sinks' client libraries.
+            self.conf = {**(self.conf or {}), "spark.pyspark.python": os.environ["PYSPARK_PYTHON"]}
         return super().execute(context)
 
     def on_kill(self) -> None:
@@ -91,7 +95,7 @@ def build_py_files() -> str:
     from cdc_stream.packaging import build_py_files as build
 
     out_dir = Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "run" / "pyfiles"
-    return build(out_dir)
+    return str(build(out_dir))
 
 
 def stop_gracefully(pid: int, timeout: float, log) -> bool:

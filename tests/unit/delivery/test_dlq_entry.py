@@ -104,10 +104,11 @@ def test_failed_again_counts_the_round_and_reschedules():
 def test_sink_failures_become_first_round_entries():
     failures = [FailedItem(DeliveryItem("1:10", {"id": 1}), "HTTP 503: down", 3, True),
                 FailedItem(DeliveryItem("2:20", {"id": 2}), "HTTP 422: bad", 1, False)]
-    first, second = entries_from_failures(failures, NOW, base_backoff_s=30)
+    first, second = entries_from_failures(failures, NOW)
     assert (first.idempotency_key, first.event, first.attempts) == ("1:10", {"id": 1}, 1)
     assert first.first_failed_at == first.last_failed_at == NOW
-    assert first.next_attempt_at == NOW + timedelta(seconds=30)
+    # Due at once: the sink already retried inside its batch.
+    assert first.next_attempt_at == NOW
     assert first.error == "HTTP 503: down (retryable, 3 HTTP attempts)"
     assert second.error == "HTTP 422: bad (non-retryable, 1 HTTP attempt)"
 
