@@ -1,0 +1,173 @@
+"""Operating the platform through Airflow: the steps the demo runs and the e2e tests assert.
+
+Everything goes through Airflow's REST API, as a user clicking in the UI would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from cdc_platform import names
+from cdc_platform.airflow_api import AirflowApiError, AirflowClient
+from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
+
+PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess"}
+STREAM_APPLICATION = "spark_cdc_multi_sink.py"
+
+
+def airflow_client(env) -> AirflowClient:
+    return AirflowClient(env["AIRFLOW_URL"], env["AIRFLOW_USER"], env["AIRFLOW_PASSWORD"])
+
+
+def run_dag(client: AirflowClient, dag_id: str, conf: dict | None = None, timeout: float = 600,
+            unpause: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Trigger a run, wait for it to finish; returns the run with its task instances."""
+    if unpause:
+        client.set_paused(dag_id, False)
+    run_id = client.trigger(dag_id, conf)
+    log(f"    triggered {dag_id} ({run_id})")
+    run = client.wait_for_run(dag_id, run_id, timeout=timeout)
+    run["task_instances"] = client.task_instances(dag_id, run_id)
+    return run
+
+
+def stream_checkpoint_root(env) -> Path:
+    return Path(env.get("SPARK_CHECKPOINT_ROOT") or Path(env["CDC_STATE_DIR"]) / "checkpoints")
+
+
+def stream_batches(env) -> dict[str, int]:
+    """The number of committed micro-batches per stream query (0 before the first)."""
+    root = stream_checkpoint_root(env)
+    counts = {}
+    for query in STREAM_QUERIES:
+        commits = root / query / "commits"
+        counts[query] = len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
+    return counts
+
+
+def stream_task_state(client: AirflowClient) -> str | None:
+    runs = client.runs("cdc_stream", limit=1)
+    if not runs:
+        return None
+    tis = client.task_instances("cdc_stream", runs[0]["dag_run_id"])
+    return tis[0]["state"] if tis else runs[0]["state"]
+
+
+def start_stream(client: AirflowClient, env, timeout: float = 240, log: Callable[[str], None] = print) -> list[int]:
+    """Unpause cdc_stream (a continuous DAG) and wait until its task runs the Spark driver.
+
+    Changes written from then on are never missed: the queries start from their checkpoints
+    (or the earliest offsets), so readiness means "running", not "caught up"."""
+    client.set_paused("cdc_stream", False)
+    deadline = time.monotonic() + timeout
+    while True:
+        state, pids = stream_task_state(client), stream_driver_pids()
+        if state == "running" and pids:
+            return pids
+        if time.monotonic() > deadline:
+            raise AirflowApiError(f"cdc_stream not running after {timeout:.0f}s (task state {state}); "
+                                  "see the cdc_stream task log in the Airflow UI")
+        time.sleep(2)
+
+
+def stream_caught_up(env) -> bool:
+    """Every query's last committed offsets equal the topics' end offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": "cdc-runbook",
+                         "enable.auto.commit": False, "log_level": 0})
+    try:
+        for query in STREAM_QUERIES:
+            committed = latest_committed_offsets(stream_checkpoint_root(env) / query)
+            if committed is None:
+                return False
+            for topic, partitions in committed[0].items():
+                for partition, offset in partitions.items():
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                    if offset < high:
+                        return False
+        return True
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(env, timeout: float = 300, log: Callable[[str], None] | None = None) -> float:
+    started = time.monotonic()
+    while not stream_caught_up(env):
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"stream not caught up after {timeout:.0f}s: batches {stream_batches(env)}")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def stream_driver_pids() -> list[int]:
+    """PIDs of the running stream's spark-submit JVM (the Spark driver) and its Python process."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if STREAM_APPLICATION in cmdline and ("SparkSubmit" in cmdline or "python" in cmdline.split(" ")[0]):
+            pids.append(proc.info["pid"])
+    return pids
+
+
+def kill_stream_driver() -> list[int]:
+    """SIGKILL the driver: no shutdown hooks, no graceful stop (a crash, as kill -9 would be)."""
+    pids = stream_driver_pids()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+class RestApi:
+    """The REST microservice, as the demo and tests look at it."""
+
+    def __init__(self, env):
+        self.url = env["API_URL"].rstrip("/")
+        self.headers = {"Authorization": f"Bearer {env['API_TOKEN']}"}
+
+    def set_faults(self, **faults) -> None:
+        requests.post(f"{self.url}/v1/admin/faults", json=faults, headers=self.headers, timeout=10).raise_for_status()
+
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.url}/v1/admin/faults", headers=self.headers, timeout=10).raise_for_status()
+
+    def count(self, prefix: str | None = None) -> int:
+        params = {"prefix": prefix} if prefix else {}
+        response = requests.get(f"{self.url}/v1/events/count", params=params, headers=self.headers, timeout=10)
+        response.raise_for_status()
+        return response.json()["count"]
+
+    def events_for_row(self, row_id: int) -> list[dict]:
+        response = requests.get(f"{self.url}/v1/events", params={"row_id": row_id, "limit": 1000},
+                                headers=self.headers, timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        return body["events"] if isinstance(body, dict) else body
+
+
+def alerts_since(env, since_iso: str, source: str | None = None) -> list[dict]:
+    params = {"since": since_iso}
+    if source:
+        params["source"] = source
+    response = requests.get(env["ALERTS_URL"], params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def dlq_audit_log(env) -> Path:
+    configured = os.environ.get("CDC_DLQ_AUDIT_LOG")
+    return Path(configured) if configured else Path(env["CDC_STATE_DIR"]) / "logs" / "restapi_dlq.log"
+
+
+__all__ = ["PIPELINE_DAGS", "names", "run_dag", "start_stream", "wait_caught_up", "kill_stream_driver",
+           "RestApi", "alerts_since", "airflow_client", "stream_batches", "dlq_audit_log"]
