@@ -1,0 +1,283 @@
+"""The whole pipeline, driven through Airflow like a user would, on the real stack.
+
+PostgreSQL -> Debezium -> Kafka -> Spark (cdc_stream DAG) -> Cassandra, Redis, REST + DLQ,
+with provisioning, reconciliation, DLQ reprocessing, the watchdog and deadline alerts as
+Airflow DAG runs. The tests run in file order and share the running stream.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+import redis
+
+from cdc_platform import names, runbook, verify
+from cdc_platform.clients import cassandra_cluster
+from cdc_platform.delivery import dlq
+from cdc_platform.kafka_connect import KafkaConnectClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def airflow(stack_env):
+    client = runbook.airflow_client(stack_env)
+    client.wait_for_dags(runbook.PIPELINE_DAGS)
+    return client
+
+
+@pytest.fixture(scope="module")
+def pg(stack_env):
+    conn = psycopg2.connect(stack_env["PG_DSN"])
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def cassandra(stack_env):
+    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    yield cluster.connect()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(stack_env):
+    api = runbook.RestApi(stack_env)
+    api.clear_faults()
+    yield api
+    api.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def stream(airflow, stack_env):
+    """Provisioned and streaming (the first test asserts provisioning itself)."""
+    run = runbook.run_dag(airflow, "cdc_provision")
+    assert run["state"] == "success", run["task_instances"]
+    runbook.start_stream(airflow, stack_env)
+    return airflow
+
+
+def xcom(airflow, run, task_id):
+    return airflow.xcom(run["dag_id"], run["dag_run_id"], task_id)
+
+
+def content_ids(pg) -> list[str]:
+    with pg.cursor() as cur:
+        cur.execute(f"SELECT id::text, length_seconds FROM {names.PG_CONTENT_TABLE} WHERE length_seconds > 0")
+        rows = cur.fetchall()
+    pg.commit()
+    assert rows, "no content: the demo traffic or provisioning should have created some"
+    return [r[0] for r in rows]
+
+
+def write_workload(pg, n_rows: int, seed: int) -> dict[int, int]:
+    """Insert n rows, update about a third (some twice), delete about a tenth.
+
+    Returns, per row id, how many changes it went through (what the REST API must hold)."""
+    rng = random.Random(seed)
+    catalogue = content_ids(pg)
+    changes: dict[int, int] = {}
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with pg.cursor() as cur:
+        for _ in range(n_rows):
+            cur.execute(
+                f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, device, "
+                "raw_payload) VALUES (%s, %s, 'play', %s, %s, %s, '{\"src\": \"e2e\"}') RETURNING id",
+                (rng.choice(catalogue), str(uuid.uuid4()), now - timedelta(seconds=rng.randint(0, 300)),
+                 rng.randint(0, 600_000), rng.choice(["mobile", "Desktop", "iPad", "tv"])))
+            changes[cur.fetchone()[0]] = 1
+        pg.commit()
+        ids = sorted(changes)
+        for rid in rng.sample(ids, len(ids) // 3) + rng.sample(ids, len(ids) // 10):
+            cur.execute(f"UPDATE {names.PG_EVENTS_TABLE} SET duration_ms = %s, device = %s WHERE id = %s",
+                        (rng.randint(0, 600_000), rng.choice(["mobile", "desktop", "tablet"]), rid))
+            changes[rid] += 1
+        pg.commit()
+        for rid in rng.sample(ids, len(ids) // 10):
+            cur.execute(f"DELETE FROM {names.PG_EVENTS_TABLE} WHERE id = %s", (rid,))
+            changes[rid] += 1
+        pg.commit()
+    return changes
+
+
+def assert_sinks_match_postgres(stack_env, airflow, pg, cassandra):
+    runbook.wait_caught_up(stack_env, timeout=300)
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+    assert comparison.equal, comparison.summary()
+    run = runbook.run_dag(airflow, "cdc_reconcile", conf={"repair": False})
+    assert run["state"] == "success"
+    report = xcom(airflow, run, "reconcile_redis")
+    assert report["drift_total"] == 0, report["drift_before"]
+    return comparison, report
+
+
+def assert_rest_holds_each_change_once(api, changes: dict[int, int]):
+    wrong = {}
+    for rid, expected in changes.items():
+        events = api.events_for_row(rid)
+        keys = [e["idempotency_key"] for e in events]
+        if len(keys) != expected or len(set(keys)) != len(keys):
+            wrong[rid] = (expected, len(keys))
+    assert not wrong, f"{len(wrong)} rows with wrong REST event counts (expected, stored): {list(wrong.items())[:10]}"
+
+
+def test_provisioning_through_airflow_is_idempotent(airflow):
+    first = runbook.run_dag(airflow, "cdc_provision")
+    second = runbook.run_dag(airflow, "cdc_provision")
+    assert first["state"] == second["state"] == "success"
+    assert xcom(airflow, second, "postgres_schema") == {"publication": False, "slot": False}
+    assert xcom(airflow, second, "kafka_topics")["created"] == []
+    connector = xcom(airflow, second, "register_connector")
+    assert connector["changed"] is False and connector["tasks"] == ["RUNNING"]
+    assert xcom(airflow, second, "canary")["seconds"] < 60
+
+
+def test_a_few_thousand_changes_reach_every_sink_exactly(stream, stack_env, pg, cassandra, api):
+    changes = write_workload(pg, 2000, seed=11)
+    comparison, _ = assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    assert comparison.expected >= 1800
+    assert_rest_holds_each_change_once(api, changes)
+
+
+def test_a_dead_api_fills_the_dlq_without_stalling_cassandra_and_reprocess_delivers_once(
+        stream, stack_env, pg, cassandra, api):
+    depth_before = dlq.dlq_depth(stack_env["KAFKA_BOOTSTRAP"])
+    api.set_faults(status=503)
+    try:
+        changes = write_workload(pg, 60, seed=12)
+        # Cassandra (and Redis) keep up while every REST post fails.
+        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        assert comparison.equal, comparison.summary()
+        deadline = time.monotonic() + 180
+        while dlq.dlq_depth(stack_env["KAFKA_BOOTSTRAP"]) < depth_before + sum(changes.values()):
+            assert time.monotonic() < deadline, "failed deliveries did not reach the DLQ"
+            time.sleep(2)
+    finally:
+        api.clear_faults()
+    audit = runbook.dlq_audit_log(stack_env).read_text()
+    assert f"key={min(changes)}:" in audit and "HTTP 503" in audit
+    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    assert run["state"] == "success"
+    report = xcom(stream, run, "reprocess_dlq")
+    assert report["delivered"] >= sum(changes.values()) and report["parked"] == 0
+    assert_rest_holds_each_change_once(api, changes)
+
+
+def test_kill_9_of_the_spark_driver_mid_stream_still_converges_exactly(stream, stack_env, pg, cassandra, api):
+    writer_conn = psycopg2.connect(stack_env["PG_DSN"])
+    result: dict = {}
+    writer = threading.Thread(target=lambda: result.update(write_workload(writer_conn, 1500, seed=13)))
+    writer.start()
+    time.sleep(2)
+    killed = runbook.kill_stream_driver()
+    writer.join()
+    writer_conn.close()
+    assert killed, "no stream driver process found to kill"
+    # Airflow retries the task; the job resumes from its checkpoints.
+    runbook.start_stream(stream, stack_env, timeout=300)
+    assert set(runbook.stream_driver_pids()).isdisjoint(killed)
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    assert_rest_holds_each_change_once(api, result)
+
+
+def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
+    client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
+    members = client.zrange(names.REDIS_COUNTS, 0, -1, withscores=True)
+    assert len(members) >= 2
+    (gone, _), (wrong, score) = members[0], members[1]
+    client.zrem(names.REDIS_COUNTS, gone)
+    client.zadd(names.REDIS_COUNTS, {wrong: score + 7})
+    client.zadd(names.REDIS_COUNTS, {"not-a-content-id": 3})
+
+    run = runbook.run_dag(stream, "cdc_reconcile")
+    assert run["state"] == "success"
+    report = xcom(stream, run, "reconcile_redis")
+    counts = report["drift_before"]["counts"]
+    assert (counts["missing"], counts["extra"], counts["mismatched"]) == (1, 1, 1)
+    assert counts["max_abs_error"] >= 7
+    assert report["repaired"] is True and report["drift_after_total"] == 0
+    assert client.zscore(names.REDIS_COUNTS, "not-a-content-id") is None
+    assert client.zscore(names.REDIS_COUNTS, wrong) == score
+
+
+def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(stream, stack_env):
+    loose = {"max_parked": 10**9, "max_dlq_depth": 10**9}
+    healthy = runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+    assert healthy["state"] == "success"
+    metrics = xcom(stream, healthy, "check_pipeline")["metrics"]
+    assert metrics["connector_state"] == "RUNNING" and metrics["slot_active"] is True
+    assert set(metrics["sink_lag_messages"]) == {"cassandra", "redis", "rest"}
+
+    connect = KafkaConnectClient(stack_env["CONNECT_URL"])
+    since = datetime.now(timezone.utc).isoformat()
+    connect.pause(names.CONNECTOR_NAME)
+    deadline = time.monotonic() + 60
+    while connect.status(names.CONNECTOR_NAME).connector != "PAUSED":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    breached = runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+    assert breached["state"] == "failed"
+    alerts = runbook.alerts_since(stack_env, since, source="watchdog")
+    assert alerts and "connector" in alerts[-1]["title"]
+    assert alerts[-1]["details"]["metrics"]["connector_state"] == "PAUSED"
+    assert connect.wait_running(names.CONNECTOR_NAME, timeout=60).running
+
+
+def test_a_poison_dlq_entry_is_parked_with_an_alert(stream, stack_env):
+    now = datetime.now(timezone.utc)
+    poison_key = "poison:" + "x" * 300  # longer than the API accepts: a permanent 422
+    writer = dlq.DlqWriter(stack_env["KAFKA_BOOTSTRAP"])
+    writer.send(names.DLQ_TOPIC, dlq.DlqEntry(poison_key, {"id": -1}, "HTTP 422", 1, now, now, now))
+    assert writer.flush() == 1
+    since = now.isoformat()
+    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"max_attempts": 2, "base_backoff_seconds": 0})
+    assert run["state"] == "success"
+    report = xcom(stream, run, "reprocess_dlq")
+    assert poison_key in report["parked_keys"]
+    alerts = runbook.alerts_since(stack_env, since, source="dlq")
+    assert alerts and "parked" in alerts[-1]["title"]
+
+
+def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
+    """A run whose logical date is an hour old is past its deadline at once; the DAG is paused
+    so the run stays queued (late work), and the triggerer posts the deadline alert."""
+    airflow.set_paused("cdc_dlq_reprocess", True)
+    since = datetime.now(timezone.utc).isoformat()
+    run_id = f"late_{uuid.uuid4().hex[:8]}"
+    logical = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    airflow.request("POST", "/dags/cdc_dlq_reprocess/dagRuns",
+                    json={"dag_run_id": run_id, "logical_date": logical, "conf": {}})
+    try:
+        deadline = time.monotonic() + 180
+        alerts = []
+        while not alerts:
+            assert time.monotonic() < deadline, "no deadline alert within 180s"
+            alerts = [a for a in runbook.alerts_since(stack_env, since, source="deadline")
+                      if a["details"].get("run_id") == run_id]
+            time.sleep(2)
+        assert alerts[0]["details"]["dag_id"] == "cdc_dlq_reprocess"
+        assert alerts[0]["title"] == "Deadline missed: cdc_dlq_reprocess"
+    finally:
+        airflow.request("PATCH", f"/dags/cdc_dlq_reprocess/dagRuns/{run_id}", json={"state": "failed"})
+
+
+def test_marking_the_stream_task_failed_stops_the_job_gracefully(stream, stack_env):
+    runs = stream.runs("cdc_stream", limit=1)
+    run_id = runs[0]["dag_run_id"]
+    pids = runbook.stream_driver_pids()
+    assert pids
+    stream.set_paused("cdc_stream", True)
+    stream.set_task_state("cdc_stream", run_id, "run_stream", "failed")
+    import psutil
+
+    deadline = time.monotonic() + 120
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+        assert time.monotonic() < deadline, "stream driver still running 120s after the task was marked failed"
+        time.sleep(1)
+    # Unpaused again, the continuous DAG brings the stream back from its checkpoints.
+    runbook.start_stream(stream, stack_env, timeout=300)
