@@ -6,7 +6,7 @@ RUN := PYTHONPATH=$(CURDIR)/include:$(CURDIR)/spark_jobs $(PY)
 STACK := $(RUN) -m cdc_platform.stack
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status logs env demo test test-unit lock
+.PHONY: help install up down status logs env demo test test-unit bench lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: up  ## the full test suite (unit, DAG integrity, integration, e2e) against
 
 test-unit: install  ## only the tests that need no services
 	@$(RUN) -m pytest tests/unit tests/dags $(PYTEST_ARGS)
+
+bench:  ## throughput and end-to-end latency of the running pipeline (after make demo)
+	@$(RUN) -m cdc_platform.bench $(ARGS)
 
 lock:  ## re-pin include/stack/constraints.txt from the current venv
 	@$(PY) -m pip freeze --disable-pip-version-check | grep -vE '^(pip|setuptools|wheel)==' > include/stack/constraints.txt

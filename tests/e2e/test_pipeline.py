@@ -67,11 +67,13 @@ def xcom(airflow, run, task_id):
 
 
 def content_ids(pg) -> list[str]:
+    from cdc_platform import traffic
+
+    traffic.ensure_catalogue(pg, traffic.make_catalogue(random.Random(1), 12, datetime(2026, 1, 1)))
     with pg.cursor() as cur:
         cur.execute(f"SELECT id::text, length_seconds FROM {names.PG_CONTENT_TABLE} WHERE length_seconds > 0")
         rows = cur.fetchall()
     pg.commit()
-    assert rows, "no content: the demo traffic or provisioning should have created some"
     return [r[0] for r in rows]
 
 
