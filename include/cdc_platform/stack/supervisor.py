@@ -143,7 +143,11 @@ class Supervisor:
             return
         self.cfg.supervisor_socket.unlink(missing_ok=True)
         supervisord = self.cfg.venv / "bin" / "supervisord"
-        result = subprocess.run([str(supervisord), "-c", str(self.conf_path)], capture_output=True, text=True, check=False)
+        # Services must not inherit the caller's Airflow settings (a shell or test run with its
+        # own AIRFLOW_HOME or database): each gets its environment from the stack's files.
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        result = subprocess.run([str(supervisord), "-c", str(self.conf_path)], capture_output=True, text=True,
+                                check=False, env=clean_env)
         if result.returncode != 0:
             raise StackError(f"supervisord failed to start:\n{result.stdout}{result.stderr}")
         deadline = time.monotonic() + 20

@@ -76,3 +76,21 @@ def test_connector_config_refuses_a_literal_password():
 
     with pytest.raises(ValueError, match="config-provider reference"):
         render("127.0.0.1", 5432, "engagement", "hunter2")
+
+
+def test_launcher_drops_inherited_airflow_settings(tmp_path):
+    import subprocess
+    import sys
+
+    from cdc_platform.stack import launch
+
+    env_json = tmp_path / "env.json"
+    env_json.write_text(json.dumps({"AIRFLOW_HOME": "/stack/airflow", "FROM_FILE": "1"}))
+    inherited = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////tmp/other.db",
+                 "AIRFLOW_HOME": "/elsewhere", "KEEP_ME": "yes"}
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    out = subprocess.run([sys.executable, launch.__file__, str(env_json), "--", sys.executable, "-c", code],
+                         env=inherited, capture_output=True, text=True, check=True).stdout
+    seen = json.loads(out)
+    assert seen["AIRFLOW_HOME"] == "/stack/airflow" and seen["FROM_FILE"] == "1" and seen["KEEP_ME"] == "yes"
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in seen
