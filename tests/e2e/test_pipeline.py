@@ -165,8 +165,12 @@ def test_a_dead_api_fills_the_dlq_without_stalling_cassandra_and_reprocess_deliv
     assert f"key={min(changes)}:" in audit and "HTTP 503" in audit
     run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
     assert run["state"] == "success"
-    report = xcom(stream, run, "reprocess_dlq")
-    assert report["delivered"] >= sum(changes.values()) and report["parked"] == 0
+    # Unpausing also lets the scheduler start its own run, which may take the entries first:
+    # what counts is that the API ends up holding every change once and the DLQ is drained.
+    deadline = time.monotonic() + 120
+    while dlq.dlq_depth(stack_env["KAFKA_BOOTSTRAP"]) > 0:
+        assert time.monotonic() < deadline, "DLQ not drained by reprocessing"
+        time.sleep(2)
     assert_rest_holds_each_change_once(api, changes)
 
 
@@ -196,9 +200,16 @@ def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
     client.zadd(names.REDIS_COUNTS, {wrong: score + 7})
     client.zadd(names.REDIS_COUNTS, {"not-a-content-id": 3})
 
+    since = datetime.now(timezone.utc)
     run = runbook.run_dag(stream, "cdc_reconcile")
     assert run["state"] == "success"
-    report = xcom(stream, run, "reconcile_redis")
+    # A scheduled run may have reached the drift first; the one that found it reports it.
+    reports = [xcom(stream, r, "reconcile_redis") for r in stream.runs("cdc_reconcile", limit=5)
+               if r["state"] == "success" and r.get("start_date")
+               and datetime.fromisoformat(r["start_date"]) >= since]
+    found = [r for r in reports if r["drift_total"] > 0]
+    assert len(found) == 1, reports
+    report = found[0]
     counts = report["drift_before"]["counts"]
     assert (counts["missing"], counts["extra"], counts["mismatched"]) == (1, 1, 1)
     assert counts["max_abs_error"] >= 7
@@ -222,27 +233,56 @@ def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(
     while connect.status(names.CONNECTOR_NAME).connector != "PAUSED":
         assert time.monotonic() < deadline
         time.sleep(1)
-    breached = runbook.run_dag(stream, "cdc_watchdog", conf=loose)
-    assert breached["state"] == "failed"
-    alerts = runbook.alerts_since(stack_env, since, source="watchdog")
-    assert alerts and "connector" in alerts[-1]["title"]
-    assert alerts[-1]["details"]["metrics"]["connector_state"] == "PAUSED"
+    runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+    # Our run, or a scheduled one that got there first, saw the paused connector, alerted and resumed it.
+    alerts = [a for a in runbook.alerts_since(stack_env, since, source="watchdog")
+              if a["details"]["metrics"]["connector_state"] == "PAUSED"]
+    assert alerts and "connector" in alerts[0]["title"]
+    assert alerts[0]["details"]["metrics"]["connector_restarted"] == ["resumed from PAUSED"]
     assert connect.wait_running(names.CONNECTOR_NAME, timeout=60).running
+
+
+def parked_keys(bootstrap: str) -> set[str]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}", "log_level": 0,
+                         "enable.auto.commit": False})
+    keys = set()
+    try:
+        parts = consumer.list_topics(names.PARKED_TOPIC, timeout=10).topics[names.PARKED_TOPIC].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(names.PARKED_TOPIC, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(names.PARKED_TOPIC, p, 0) for p in parts])
+        deadline = time.monotonic() + 30
+        while any(ends.values()) and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            keys.add(msg.key().decode() if msg.key() else "")
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                ends[msg.partition()] = 0
+    finally:
+        consumer.close()
+    return keys
 
 
 def test_a_poison_dlq_entry_is_parked_with_an_alert(stream, stack_env):
     now = datetime.now(timezone.utc)
     poison_key = "poison:" + "x" * 300  # longer than the API accepts: a permanent 422
     writer = dlq.DlqWriter(stack_env["KAFKA_BOOTSTRAP"])
-    writer.send(names.DLQ_TOPIC, dlq.DlqEntry(poison_key, {"id": -1}, "HTTP 422", 1, now, now, now))
+    # One round short of the default limit, so whichever run takes it (ours or a scheduled one) parks it.
+    writer.send(names.DLQ_TOPIC, dlq.DlqEntry(poison_key, {"id": -1}, "HTTP 422", 4, now, now, now))
     assert writer.flush() == 1
-    since = now.isoformat()
-    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"max_attempts": 2, "base_backoff_seconds": 0})
+    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"max_attempts": 5, "base_backoff_seconds": 0})
     assert run["state"] == "success"
-    report = xcom(stream, run, "reprocess_dlq")
-    assert poison_key in report["parked_keys"]
-    alerts = runbook.alerts_since(stack_env, since, source="dlq")
-    assert alerts and "parked" in alerts[-1]["title"]
+    deadline = time.monotonic() + 120
+    alerts = []
+    while not alerts:
+        assert time.monotonic() < deadline, "no alert for the parked entry"
+        alerts = [a for a in runbook.alerts_since(stack_env, now.isoformat(), source="dlq")
+                  if poison_key in a["details"].get("parked_keys", [])]
+        time.sleep(2)
+    assert "parked" in alerts[0]["title"]
+    assert poison_key in parked_keys(stack_env["KAFKA_BOOTSTRAP"])
 
 
 def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
