@@ -12,7 +12,6 @@ from typing import Callable
 
 import requests
 
-from cdc_platform import names
 from cdc_platform.airflow_api import AirflowApiError, AirflowClient
 from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
 
@@ -167,7 +166,3 @@ def alerts_since(env, since_iso: str, source: str | None = None) -> list[dict]:
 def dlq_audit_log(env) -> Path:
     configured = os.environ.get("CDC_DLQ_AUDIT_LOG")
     return Path(configured) if configured else Path(env["CDC_STATE_DIR"]) / "logs" / "restapi_dlq.log"
-
-
-__all__ = ["PIPELINE_DAGS", "names", "run_dag", "start_stream", "wait_caught_up", "kill_stream_driver",
-           "RestApi", "alerts_since", "airflow_client", "stream_batches", "dlq_audit_log"]

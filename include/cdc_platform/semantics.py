@@ -30,6 +30,22 @@ MAX_FUTURE_SKEW = timedelta(hours=1)
 ROLLING_WINDOW_MINUTES = 10
 
 
+# Quarantine reasons: stable strings that dashboards, alerts and tools match on.
+UNPARSEABLE_JSON = "unparseable_json"
+SCHEMA_MISMATCH = "schema_mismatch"            # valid JSON, not a Debezium envelope of the expected types
+MISSING_POSITION = "missing_position"
+UNKNOWN_OP = "unknown_op"
+MISSING_REQUIRED_FIELD = "missing_required_field"
+MALFORMED_FIELD = "malformed_field"            # e.g. a UUID column holding something else
+NEGATIVE_DURATION = "negative_duration"
+FUTURE_EVENT_TS = "future_event_ts"
+UNKNOWN_CONTENT = "unknown_content"
+QUARANTINE_REASONS = (
+    UNPARSEABLE_JSON, SCHEMA_MISMATCH, MISSING_POSITION, UNKNOWN_OP, MISSING_REQUIRED_FIELD,
+    MALFORMED_FIELD, NEGATIVE_DURATION, FUTURE_EVENT_TS, UNKNOWN_CONTENT,
+)
+
+
 def normalize_device(raw: str | None) -> str:
     if raw is None:
         return "other"

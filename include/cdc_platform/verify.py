@@ -21,13 +21,13 @@ def source_rejection(row: dict, now: datetime) -> str | None:
     Mirrors the stream's validation for rows as PostgreSQL stores them.
     """
     if any(row.get(k) is None for k in ("content_id", "user_id", "event_type", "event_ts")):
-        return "missing_required_field"
+        return semantics.MISSING_REQUIRED_FIELD
     if row.get("duration_ms") is not None and row["duration_ms"] < 0:
-        return "negative_duration"
+        return semantics.NEGATIVE_DURATION
     if semantics.is_too_far_in_future(row["event_ts"], now):
-        return "future_event_ts"
+        return semantics.FUTURE_EVENT_TS
     if row.get("length_known") is False:
-        return "unknown_content"
+        return semantics.UNKNOWN_CONTENT
     return None
 
 

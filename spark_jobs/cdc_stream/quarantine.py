@@ -9,22 +9,25 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-UNPARSEABLE_JSON = "unparseable_json"
-# Valid JSON, but not a Debezium envelope with the expected field types.
-SCHEMA_MISMATCH = "schema_mismatch"
-MISSING_POSITION = "missing_position"
-UNKNOWN_OP = "unknown_op"
-MISSING_REQUIRED_FIELD = "missing_required_field"
-# A UUID column holding something that is not a UUID (the sinks store them as uuid).
-MALFORMED_FIELD = "malformed_field"
-NEGATIVE_DURATION = "negative_duration"
-FUTURE_EVENT_TS = "future_event_ts"
-UNKNOWN_CONTENT = "unknown_content"
-
-REASONS = (
-    UNPARSEABLE_JSON, SCHEMA_MISMATCH, MISSING_POSITION, UNKNOWN_OP, MISSING_REQUIRED_FIELD,
-    MALFORMED_FIELD, NEGATIVE_DURATION, FUTURE_EVENT_TS, UNKNOWN_CONTENT,
+# The reasons are defined once, with the other data rules, in cdc_platform.semantics.
+from cdc_platform.semantics import (
+    FUTURE_EVENT_TS,
+    MALFORMED_FIELD,
+    MISSING_POSITION,
+    MISSING_REQUIRED_FIELD,
+    NEGATIVE_DURATION,
+    SCHEMA_MISMATCH,
+    UNKNOWN_CONTENT,
+    UNKNOWN_OP,
+    UNPARSEABLE_JSON,
 )
+from cdc_platform.semantics import QUARANTINE_REASONS as REASONS
+
+__all__ = [
+    "FUTURE_EVENT_TS", "MALFORMED_FIELD", "MISSING_POSITION", "MISSING_REQUIRED_FIELD", "NEGATIVE_DURATION",
+    "REASONS", "SCHEMA_MISMATCH", "UNKNOWN_CONTENT", "UNKNOWN_OP", "UNPARSEABLE_JSON",
+    "to_kafka_records", "write_to_kafka",
+]
 
 
 def to_kafka_records(quarantine_df: DataFrame) -> DataFrame:
