@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         runbook.wait_caught_up(env, timeout=300)
     finally:
         api.clear_faults()
-    more = traffic.run(env["PG_DSN"], args.events - outage, args.rate, seed=args.seed + 1)
+    more = traffic.run(env["PG_DSN"], args.events - outage, args.rate, seed=args.seed + 1, catalogue_seed=args.seed)
     say(f"    written: {stats.inserts + more.inserts} inserts, {stats.updates + more.updates} updates, "
         f"{stats.deletes + more.deletes} deletes; deliberately bad: "
         f"{ {k: stats.bad[k] + more.bad[k] for k in stats.bad} }")
@@ -128,10 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     say(f"    stream caught up {waited:.1f}s after the last change")
 
     say("==> 5/7 redelivering the DLQ (DAG cdc_dlq_reprocess)")
+    from cdc_platform.delivery import dlq
+
+    waiting = dlq.dlq_depth(env["KAFKA_BOOTSTRAP"])
     run = runbook.run_dag(client, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0}, log=say)
-    report = client.xcom("cdc_dlq_reprocess", run["dag_run_id"], "reprocess_dlq") if run["state"] == "success" else {}
-    say(f"    {run['state']}: delivered {report.get('delivered')}, requeued {report.get('requeued')}, "
-        f"parked {report.get('parked')}")
+    # Unpausing also lets the scheduler start its own run; either may take the entries.
+    deadline = time.monotonic() + 120
+    while dlq.dlq_depth(env["KAFKA_BOOTSTRAP"]) > 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    say(f"    {run['state']}: {waiting} DLQ entries waiting before, "
+        f"{dlq.dlq_depth(env['KAFKA_BOOTSTRAP'])} after; the REST API now holds {api.count()} events")
 
     say("==> 6/7 checking the sinks against PostgreSQL")
     import psycopg2

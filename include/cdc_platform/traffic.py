@@ -122,13 +122,16 @@ def ensure_catalogue(conn, catalogue: list[dict]) -> int:
 
 def run(dsn: str, events: int, rate: float, seed: int, content_count: int = 24, user_count: int = 300,
         update_share: float = 0.1, delete_share: float = 0.04, bad_share: float = 0.02,
-        progress_every: int = 500, out=sys.stdout) -> TrafficStats:
+        progress_every: int = 500, out=sys.stdout, catalogue_seed: int | None = None) -> TrafficStats:
+    """``catalogue_seed`` (default: ``seed``) fixes content and users, so runs with different
+    seeds can write events for the same catalogue."""
     import psycopg2
 
-    rng = random.Random(seed)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    catalogue = make_catalogue(rng, content_count, now)
-    users = [_uuid(rng) for _ in range(user_count)]
+    catalogue_rng = random.Random(seed if catalogue_seed is None else catalogue_seed)
+    catalogue = make_catalogue(catalogue_rng, content_count, now)
+    users = [_uuid(catalogue_rng) for _ in range(user_count)]
+    rng = random.Random(seed) if catalogue_seed is not None and catalogue_seed != seed else catalogue_rng
     stats = TrafficStats()
     started = time.monotonic()
     conn = psycopg2.connect(dsn)
