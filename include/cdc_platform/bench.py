@@ -141,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=99)
     args = parser.parse_args(argv)
     cfg = StackConfig.load()
-    env = envfile.read(cfg.env_file)
-    if not env:
-        print(f"error: {cfg.env_file} missing; run `make demo` first", file=sys.stderr)
-        return 2
+    env = envfile.read_or_exit(cfg, "run `make demo` first")
     client = runbook.airflow_client(env)
     runbook.start_stream(client, env)
     print(f"==> burst: {args.changes} changes, as fast as PostgreSQL takes them", flush=True)

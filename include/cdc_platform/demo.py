@@ -82,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = StackConfig.load()
-    env = envfile.read(cfg.env_file)
-    if not env:
-        print(f"error: {cfg.env_file} missing; run `make up` first", file=sys.stderr)
-        return 2
+    env = envfile.read_or_exit(cfg)
     os.environ.update(env)
     started = time.monotonic()
 

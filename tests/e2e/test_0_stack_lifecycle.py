@@ -11,7 +11,7 @@ import sys
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc_platform.stack.__main__ import _stack_processes
@@ -75,7 +75,8 @@ def test_down_then_up_keeps_data_and_leaves_no_process(stack_env, stack_config):
     cluster.shutdown()
     consumer = Consumer({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP"], "group.id": f"lc-{marker}",
                          "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
+    # Assigned, not subscribed: reading must not wait for the group coordinator to reload.
+    consumer.assign([TopicPartition(topic, 0, 0)])
     seen = set()
     for _ in range(60):
         msg = consumer.poll(1.0)

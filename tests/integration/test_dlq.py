@@ -27,6 +27,7 @@ from cdc_platform.delivery import dlq
 from cdc_platform.delivery.rest_client import DeliveryItem, RetryPolicy, deliver, make_session
 from cdc_platform.provisioning import TOPICS
 from cdc_platform.restapi import COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=2, base_backoff_s=0.05, max_backoff_s=0.1)
 
 
-def _poll(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def api(stack_env):
     if "API_URL" not in stack_env:
         pytest.fail("API_URL missing from .stack/env: the restapi service is not part of this stack; run `make up`.")
     url, token = stack_env["API_URL"], stack_env["API_TOKEN"]
-    _poll(lambda: requests.get(url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
+    poll_until(lambda: requests.get(url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
     auth = {"Authorization": f"Bearer {token}"}
 
     def count(prefix: str) -> int:

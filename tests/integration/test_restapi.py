@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 
 import pytest
@@ -10,20 +9,13 @@ import requests
 
 from cdc_platform.delivery.rest_client import DeliveryItem, RetryPolicy, make_session, post_batch
 from cdc_platform.restapi import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 FAST = RetryPolicy(max_attempts=3, base_backoff_s=0.05, max_backoff_s=0.2)
 
 
-def _poll(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class Api:
@@ -55,7 +47,7 @@ def api(stack_env) -> Api:
     if "API_URL" not in stack_env:
         pytest.fail("API_URL missing from .stack/env: the restapi service is not part of this stack; run `make up`.")
     client = Api(stack_env["API_URL"], stack_env["API_TOKEN"])
-    _poll(lambda: requests.get(client.url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
+    poll_until(lambda: requests.get(client.url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
     return client
 
 
@@ -128,7 +120,7 @@ def test_a_timed_out_batch_redelivered_later_is_stored_once(faults, prefix):
                         policy=RetryPolicy(max_attempts=2, base_backoff_s=0.05))
     assert all(f.retryable and "timeout" in f.error for f in result.failed) and len(result.failed) == 3
     # The service completes both requests the client gave up on: exactly why keys matter.
-    _poll(lambda: faults.count(prefix) == 3 and faults.event(f"{prefix}0")["deliveries"] == 2, 10,
+    poll_until(lambda: faults.count(prefix) == 3 and faults.event(f"{prefix}0")["deliveries"] == 2, 10,
           "the slow requests to complete")
     faults.clear_faults()
     assert len(post_batch(make_session(), faults.url, faults.token, items, 5.0).delivered) == 3

@@ -16,20 +16,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cdc_platform.kafka_connect import KafkaConnectClient
 from cdc_platform.smoke import run_checks
 from cdc_platform.stack.services.connect import secrets_properties_path
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 SPARK_APP = Path(__file__).parent / "spark_apps" / "count_topic.py"
 
 
-def _poll(fn, timeout: float, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_smoke_checks_pass_for_every_service(stack_env):
@@ -130,7 +123,7 @@ def test_debezium_captures_insert_update_delete(stack_env, stack_config, pg_conn
                 row = cur.fetchone()
                 return bool(row and row[0])
 
-        _poll(slot_active, 90, what=f"replication slot {slot} to be active")
+        poll_until(slot_active, 90, what=f"replication slot {slot} to be active")
         with pg_conn.cursor() as cur:
             cur.execute(f"INSERT INTO {table} VALUES (1, 'first', 10)")
             cur.execute(f"UPDATE {table} SET label = 'second', amount = 20 WHERE id = 1")
@@ -159,7 +152,7 @@ def test_debezium_captures_insert_update_delete(stack_env, stack_config, pg_conn
         assert lsns == sorted(lsns) and len(set(lsns)) == 3
     finally:
         connect.delete(name)
-        _poll(lambda: name not in connect.connectors(), 30, what="connector deletion")
+        poll_until(lambda: name not in connect.connectors(), 30, what="connector deletion")
 
         def drop_slot():
             with pg_conn.cursor() as cur:
@@ -168,7 +161,7 @@ def test_debezium_captures_insert_update_delete(stack_env, stack_config, pg_conn
                 cur.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
                 return cur.fetchone()[0] == 0
 
-        _poll(drop_slot, 60, what=f"slot {slot} to be released and dropped")
+        poll_until(drop_slot, 60, what=f"slot {slot} to be released and dropped")
         with pg_conn.cursor() as cur:
             cur.execute(f"DROP PUBLICATION IF EXISTS {publication}")
         admin.delete_topics([topic])
@@ -215,7 +208,7 @@ def test_airflow_health_and_dags_from_repo(stack_env):
 
     repo_dags = {p.stem for p in (Path(__file__).parents[2] / "dags").glob("cdc_*.py")}
     assert repo_dags, "no DAG files found in dags/"
-    _poll(lambda: repo_dags <= dag_ids(), 120, interval=2, what=f"Airflow to list {sorted(repo_dags)}")
+    poll_until(lambda: repo_dags <= dag_ids(), 120, interval=2, what=f"Airflow to list {sorted(repo_dags)}")
 
 
 def test_airflow_rejects_wrong_password(stack_env):

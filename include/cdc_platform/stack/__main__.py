@@ -53,6 +53,10 @@ def cmd_up(cfg: StackConfig, args: argparse.Namespace) -> int:
         print(f"==> {svc.name}: starting", flush=True)
         waited = wait_until(svc.ready, svc.name, svc.ready_timeout, cfg.log_file(svc.name),
                             is_alive=lambda name=svc.name: supervisor.alive(name))
+        # Ready, and past supervisord's startsecs, so `status` agrees the moment `up` returns.
+        waited += wait_until(lambda name=svc.name: supervisor.info(name)["statename"] == "RUNNING",
+                             f"{svc.name} (supervisor RUNNING)", 30, cfg.log_file(svc.name),
+                             is_alive=lambda name=svc.name: supervisor.alive(name), interval=0.2)
         if svc.after_ready:
             svc.after_ready()
         print(f"    {svc.name} ready in {waited:.1f}s")

@@ -121,3 +121,14 @@ def read(path: Path) -> dict[str, str]:
             parts = shlex.split(raw)
             values[key] = parts[0] if parts else ""
     return values
+
+
+def read_or_exit(cfg: StackConfig, hint: str = "run `make up` first") -> dict[str, str]:
+    """The stack's env for a command-line tool; exits with a clear message when the stack was never started."""
+    import sys
+
+    values = read(cfg.env_file)
+    if not values:
+        print(f"error: {cfg.env_file} missing; {hint}", file=sys.stderr)
+        raise SystemExit(2)
+    return values
