@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import requests
 
@@ -90,7 +89,3 @@ class AirflowClient:
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> dict:
         return self.request("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
                             json={"new_state": state})
-
-
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()

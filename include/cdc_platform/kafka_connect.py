@@ -79,23 +79,11 @@ class KafkaConnectClient:
         self._call("POST", f"/connectors/{name}/restart",
                    params={"includeTasks": str(include_tasks).lower(), "onlyFailed": str(only_failed).lower()})
 
-    def restart_failed_tasks(self, name: str) -> list[int]:
-        body = self._call("GET", f"/connectors/{name}/status").json()
-        restarted = []
-        for task in body.get("tasks", []):
-            if task["state"] == "FAILED":
-                self._call("POST", f"/connectors/{name}/tasks/{task['id']}/restart")
-                restarted.append(task["id"])
-        return restarted
-
     def pause(self, name: str) -> None:
         self._call("PUT", f"/connectors/{name}/pause")
 
     def resume(self, name: str) -> None:
         self._call("PUT", f"/connectors/{name}/resume")
-
-    def stop(self, name: str) -> None:
-        self._call("PUT", f"/connectors/{name}/stop")
 
     def delete(self, name: str) -> bool:
         return self._call("DELETE", f"/connectors/{name}").status_code == 204

@@ -7,7 +7,7 @@ environment or in ``<repo>/stack.env`` (a ``KEY=VALUE`` file, gitignored).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -78,7 +78,6 @@ class StackConfig:
     repo_root: Path = REPO_ROOT
     host: str = "127.0.0.1"
     java: str = "java"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None) -> "StackConfig":
@@ -91,7 +90,7 @@ class StackConfig:
         }
         java_home = overrides.get("CDC_JAVA_HOME") or os.environ.get("JAVA_HOME")
         java = str(Path(java_home) / "bin" / "java") if java_home else "java"
-        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java, extra=overrides)
+        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java)
 
     # Layout of the state dir.
     @property
