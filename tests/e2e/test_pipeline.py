@@ -229,14 +229,24 @@ def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     since = datetime.now(timezone.utc).isoformat()
     connect.pause(names.CONNECTOR_NAME)
-    deadline = time.monotonic() + 60
-    while connect.status(names.CONNECTOR_NAME).connector != "PAUSED":
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    runbook.run_dag(stream, "cdc_watchdog", conf=loose)
-    # Our run, or a scheduled one that got there first, saw the paused connector, alerted and resumed it.
-    alerts = [a for a in runbook.alerts_since(stack_env, since, source="watchdog")
-              if a["details"]["metrics"]["connector_state"] == "PAUSED"]
+
+    def paused_alerts():
+        return [a for a in runbook.alerts_since(stack_env, since, source="watchdog")
+                if a["details"]["metrics"]["connector_state"] == "PAUSED"]
+
+    # Our run, or a scheduled one that gets there first (it may resume the connector before we
+    # even see it paused), notices the paused connector, alerts and resumes it.
+    triggered = False
+    deadline = time.monotonic() + 120
+    alerts = paused_alerts()
+    while not alerts:
+        assert time.monotonic() < deadline, "no watchdog alert for the paused connector"
+        if not triggered and connect.status(names.CONNECTOR_NAME).connector == "PAUSED":
+            runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+            triggered = True
+        else:
+            time.sleep(1)
+        alerts = paused_alerts()
     assert alerts and "connector" in alerts[0]["title"]
     assert alerts[0]["details"]["metrics"]["connector_restarted"] == ["resumed from PAUSED"]
     assert connect.wait_running(names.CONNECTOR_NAME, timeout=60).running
