@@ -6,6 +6,7 @@ Runs in its own Redis database, flushed per test; the stream's database is never
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import sys
 import types
@@ -226,6 +227,56 @@ def test_repair_refuses_when_redis_moved_past_the_watermark(r):
     with pytest.raises(RepairConflict, match="recompute the expected state"):
         repair(r, stale_expected, if_watermark=watermark)
     assert read_snapshot(r).counts["c1"] == 3
+
+
+def test_one_script_call_applies_a_rows_whole_history_in_order(r):
+    changes = [
+        Change(1, "c", 100, "c1", T0 + 1 * MINUTE, "mobile", 0.05),
+        Change(2, "c", 101, "c2", T0 + 2 * MINUTE, "tv", 0.5),
+        Change(1, "u", 102, "c2", T0 + 3 * MINUTE, "tablet", 0.95),   # undoes the insert in the same call
+        Change(3, "r", 103, "c1", T0 + 12 * MINUTE, "tv", None),       # moves the window mid-call
+        Change(1, "d", 104, "c2", T0 + 3 * MINUTE, "tablet", 0.95),
+        Change(1, "c", 100, "c1", T0 + 1 * MINUTE, "mobile", 0.05),   # stale replay after the delete
+        Change(2, "u", 105, "c1", T0 + 11 * MINUTE, "desktop", 0.3),
+    ]
+    before_ms = int(r.time()[0]) * 1000
+    stats = apply_changes(r, changes, batch_size=len(changes))
+    after_ms = (int(r.time()[0]) + 1) * 1000
+
+    assert (stats.applied, stats.skipped_stale) == (6, 1)
+    latest = latest_of(changes)
+    assert set(latest) == {2, 3}
+    assert_converged(r, latest, T0 + 12 * MINUTE)
+    assert read_watermark(r).applied == 6 and read_watermark(r).max_position == 105
+    assert r.hget(row_key(1), "pos") == "104" and r.hget(row_key(1), "deleted") == "1"
+    applied_at = {row_id: int(r.hget(row_key(row_id), "at")) for row_id in (1, 2, 3)}
+    assert all(before_ms <= at <= after_ms for at in applied_at.values()), applied_at
+
+    # `at` is not part of what repair compares: a clean state rewrites no fence, nor its `at`.
+    result = repair(r, recompute(truth(latest), window_end_ms=T0 + 12 * MINUTE), if_watermark=read_watermark(r))
+    assert result.fences_rewritten == 0
+    assert {row_id: int(r.hget(row_key(row_id), "at")) for row_id in (1, 2, 3)} == applied_at
+    assert_converged(r, latest, T0 + 12 * MINUTE)
+
+    # A replay split over several calls and round trips is a no-op that leaves `at` alone.
+    again = apply_changes(r, changes, batch_size=1)
+    assert (again.applied, again.skipped_stale) == (0, len(changes))
+    assert {row_id: int(r.hget(row_key(row_id), "at")) for row_id in (1, 2, 3)} == applied_at
+
+
+def test_a_script_missing_from_the_server_cache_is_loaded_and_the_batch_retried(r, monkeypatch):
+    from cdc_platform.aggregates import store
+
+    # A variant of the script no server has seen, as after a restart flushed the script cache.
+    script = store.APPLY_SCRIPT + f"\n-- {os.getpid()} {dt.datetime.now().isoformat()}\n"
+    monkeypatch.setattr(store, "APPLY_SCRIPT", script)
+    monkeypatch.setattr(store, "APPLY_SHA", hashlib.sha1(script.encode()).hexdigest())
+    assert r.script_exists(store.APPLY_SHA) == [False]
+
+    stats = apply_changes(r, SCENARIO, batch_size=2)
+    assert (stats.applied, stats.skipped_stale) == (len(SCENARIO), 0)
+    assert r.script_exists(store.APPLY_SHA) == [True]
+    assert_converged(r, latest_of(SCENARIO), max(c.event_ts_ms for c in SCENARIO))
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,18 @@ from cdc_platform import names, semantics
 
 from .model import (AggregateSnapshot, ApplyStats, Change, RowContribution, Watermark, pct_band)
 
-APPLY_SCRIPT = resources.files(__package__).joinpath("apply_change.lua").read_text()
+APPLY_SCRIPT = resources.files(__package__).joinpath("apply_changes.lua").read_text()
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 
 _SCRIPT_KEYS = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
                 names.REDIS_PCT_COUNT, names.REDIS_DEVICES, names.REDIS_WATERMARK)
+_SCRIPT_HEADER = (names.REDIS_MINUTE_PREFIX, names.REDIS_DEVICE_PREFIX, names.REDIS_ROW_PREFIX,
+                  semantics.ROLLING_WINDOW_MINUTES)
+# Script calls sent per round trip. Each call blocks Redis while it runs, so a call stays
+# small (batch_size changes) and the round trip is amortised over several calls instead.
+CALLS_PER_ROUND_TRIP = 8
+# What a fence records about the row; its other field, `at` (when the change was applied),
+# is informational and never compared or rewritten.
 _ROW_FIELDS = ("pos", "deleted", "content", "minute", "device", "pct", "band")
 _DEVICE_INT_FIELDS = ("count", "pct_count", "very_low", "very_high")
 
@@ -57,19 +64,18 @@ def device_key(device: str) -> str:
     return f"{names.REDIS_DEVICE_PREFIX}{device}"
 
 
-def _script_args(change: Change) -> list:
+def _change_fields(change: Change) -> tuple:
+    """One change's ARGV group; the order is the script's."""
     ts = change.event_ts_ms
     pct = change.engagement_pct
-    return [
-        row_key(change.id), *_SCRIPT_KEYS,
-        names.REDIS_MINUTE_PREFIX, names.REDIS_DEVICE_PREFIX, semantics.ROLLING_WINDOW_MINUTES,
-        change.op, str(change.position), change.content_id or "",
+    return (
+        change.op, str(change.position), str(change.id), change.content_id or "",
         "" if ts is None else str(int(ts)),
         "" if ts is None else str(semantics.minute_bucket(int(ts))),
         change.device or "",
         "" if pct is None else repr(float(pct)),
         pct_band(pct),
-    ]
+    )
 
 
 def _chunks(items: Iterable[Change], size: int) -> Iterator[list[Change]]:
@@ -83,34 +89,42 @@ def _chunks(items: Iterable[Change], size: int) -> Iterator[list[Change]]:
         yield chunk
 
 
-def _run_chunk(client: redis.Redis, chunk: Sequence[Change]) -> list:
+def _run_round_trip(client: redis.Redis, chunk: Sequence[Change], batch_size: int) -> list:
+    """One pipelined round trip: a script call per batch_size changes; the per-change results."""
     pipe = client.pipeline(transaction=False)
-    for change in chunk:
-        pipe.evalsha(APPLY_SHA, 1 + len(_SCRIPT_KEYS), *_script_args(change))
-    results = pipe.execute(raise_on_error=False)
-    for result in results:
+    for start in range(0, len(chunk), batch_size):
+        args = [field for change in chunk[start:start + batch_size] for field in _change_fields(change)]
+        pipe.evalsha(APPLY_SHA, len(_SCRIPT_KEYS), *_SCRIPT_KEYS, *_SCRIPT_HEADER, *args)
+    results = []
+    for result in pipe.execute(raise_on_error=False):
         if isinstance(result, Exception):
             raise result
+        results.extend(result)
+    if len(results) != len(chunk):
+        raise RuntimeError(f"apply script returned {len(results)} results for {len(chunk)} changes")
     return results
 
 
-def apply_changes(client: redis.Redis, changes: Iterable[Change], *, batch_size: int = 500) -> ApplyStats:
-    """Apply changes in pipelined EVALSHA batches; each change is one atomic, fenced script call.
+def apply_changes(client: redis.Redis, changes: Iterable[Change], *, batch_size: int = 250) -> ApplyStats:
+    """Apply changes in order, batch_size changes per atomic script call, several calls per
+    pipelined round trip. Each change is fenced by its row's last-applied position.
 
     Order and duplicates do not matter: a change at or below its row's stored position is
     skipped. A batch that fails part-way can therefore simply be retried.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     applied = skipped = 0
-    for chunk in _chunks(changes, batch_size):
+    for chunk in _chunks(changes, batch_size * CALLS_PER_ROUND_TRIP):
         try:
-            results = _run_chunk(client, chunk)
+            results = _run_round_trip(client, chunk, batch_size)
         except redis.exceptions.NoScriptError:
             # First use on this server, or its script cache was flushed by a restart.
-            # Calls that did run are fenced, so re-running the whole chunk is safe.
+            # Calls that did run are fenced, so re-running the whole round trip is safe.
             client.script_load(APPLY_SCRIPT)
-            results = _run_chunk(client, chunk)
+            results = _run_round_trip(client, chunk, batch_size)
         for result in results:
-            if int(result[0]) == 1:
+            if int(result) == 1:
                 applied += 1
             else:
                 skipped += 1
@@ -161,7 +175,10 @@ def _hash_floats(raw: dict) -> dict[str, float]:
 
 
 def _parse_fence(raw: dict) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    """The fence's position and contribution; `at` is left out, so comparing two fences (as
+    repair does) never sees a difference in when they were applied."""
+    fence = {_text(k): _text(v) for k, v in raw.items()}
+    return {field: fence[field] for field in _ROW_FIELDS if field in fence}
 
 
 def _fence_contribution(fence: dict[str, str]) -> RowContribution | None:
