@@ -21,6 +21,24 @@ HEARTBEAT_TOPIC = f"__debezium-heartbeat.{TOPIC_PREFIX}"
 DLQ_TOPIC = f"{TOPIC_PREFIX}.dlq.rest_api"
 PARKED_TOPIC = f"{TOPIC_PREFIX}.dlq.parked"
 QUARANTINE_TOPIC = f"{TOPIC_PREFIX}.quarantine"
+# Written by the stream's core query: every change parsed, validated and enriched once, read by
+# one light query per sink; events waiting for their content row are parked in PENDING_TOPIC.
+EVENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.event_changes"
+CONTENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.content_changes"
+PENDING_TOPIC = f"{TOPIC_PREFIX}.stream.pending_events"
+
+# The stream's queries: the core query, then one query per sink. Each keeps its Spark
+# checkpoint (and progress file) under the checkpoint root in a directory of its name.
+STREAM_SINKS = ("cassandra", "redis", "rest")
+STREAM_CORE_QUERY = "core"
+STREAM_PROGRESS_DIR = "_progress"  # under the checkpoint root: <query>.json, each query's last batch report
+
+
+def sink_query(sink: str) -> str:
+    return f"{sink}_sink"
+
+
+STREAM_QUERIES = (STREAM_CORE_QUERY, *(sink_query(sink) for sink in STREAM_SINKS))
 
 # Cassandra (history, the truth)
 CASSANDRA_KEYSPACE = "engagement"
@@ -42,3 +60,5 @@ REDIS_RECONCILE_PENDING = "engagement_reconcile_pending"  # hash row id -> where
 
 # REST fan-out: the consumer group of the DLQ reprocess job (the watchdog measures its lag).
 DLQ_REPROCESS_GROUP = f"{TOPIC_PREFIX}.dlq-reprocess"
+# The watchdog counts new quarantine records through this group's committed offsets.
+WATCHDOG_QUARANTINE_GROUP = f"{TOPIC_PREFIX}.watchdog-quarantine"

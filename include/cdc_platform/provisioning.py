@@ -47,6 +47,23 @@ TOPICS = (
 )
 
 
+def stream_topics(event_changes: str = names.EVENT_CHANGES_TOPIC, content_changes: str = names.CONTENT_CHANGES_TOPIC,
+                  pending: str = names.PENDING_TOPIC) -> tuple[TopicSpec, ...]:
+    """The topics the stream's core query writes; the stream creates them itself when missing."""
+    return (
+        # Keyed by row id, as the source topic, so a sink query reads each row's changes in order.
+        TopicSpec(event_changes, 3, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
+        TopicSpec(content_changes, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
+        # One record per waiting event, removed by a tombstone once it is resolved: compaction
+        # keeps exactly the events still waiting, which is what a restarted stream reloads.
+        TopicSpec(pending, 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                               "segment.ms": str(3600 * 1000)}),
+    )
+
+
+TOPICS = TOPICS + stream_topics()
+
+
 def sql_statements(text: str) -> list[str]:
     """Split a schema file into statements (no procedural bodies in our files)."""
     lines = [line for line in text.splitlines() if not line.strip().startswith("--")]

@@ -68,6 +68,7 @@ def engagement_pct(duration_ms: int | None, length_seconds: int | None) -> float
 
 
 def is_too_far_in_future(event_ts: datetime, now: datetime | None = None) -> bool:
+    """event_ts > now + MAX_FUTURE_SKEW; the stream takes ``now`` as the change's capture time."""
     now = now or datetime.now(timezone.utc)
     if event_ts.tzinfo is None:
         event_ts = event_ts.replace(tzinfo=timezone.utc)

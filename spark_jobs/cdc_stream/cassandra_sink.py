@@ -27,12 +27,10 @@ from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import SimpleStatement
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdc_platform import names
-from cdc_stream import schemas
 
 DELETE = "d"
 # Cassandra >= 4.0 speaks protocol v5; pinning it avoids a negotiation round trip (and its warnings).
@@ -152,8 +150,10 @@ def _write_rows(rows: Iterable, target: CassandraTarget, table: str, columns: tu
     written = 0
     for chunk in _chunks(rows, CHUNK_ROWS):
         statements = []
+        # ingested_at is when the row reached Cassandra: stamped per chunk, not per partition.
+        ingested_at = datetime.now(timezone.utc)
         for row in chunk:
-            is_delete, params = to_params(row.asDict())
+            is_delete, params = to_params(row.asDict(), ingested_at)
             statements.append((delete if is_delete else upsert, params))
         # Order inside a chunk does not matter: the write timestamps decide which change wins.
         execute_concurrent(session, statements, concurrency=CONCURRENCY, raise_on_first_error=True)
@@ -162,12 +162,11 @@ def _write_rows(rows: Iterable, target: CassandraTarget, table: str, columns: tu
 
 
 def _write_event_partition(rows: Iterable, target: CassandraTarget) -> None:
-    ingested_at = datetime.now(timezone.utc)
-    _write_rows(rows, target, target.events_table, EVENT_COLUMNS, lambda row: event_params(row, ingested_at))
+    _write_rows(rows, target, target.events_table, EVENT_COLUMNS, event_params)
 
 
 def _write_content_partition(rows: Iterable, target: CassandraTarget) -> None:
-    _write_rows(rows, target, target.content_table, CONTENT_COLUMNS, content_params)
+    _write_rows(rows, target, target.content_table, CONTENT_COLUMNS, lambda row, _ingested_at: content_params(row))
 
 
 def write_changes(changes: DataFrame, target: CassandraTarget) -> None:
@@ -190,19 +189,11 @@ def write_content(content_changes: DataFrame, target: CassandraTarget) -> None:
     rows.foreachPartition(lambda partition: _write_content_partition(partition, target))
 
 
-def read_content_lookup(spark: SparkSession, target: CassandraTarget) -> DataFrame:
-    """The current content table as (id, length_seconds), read on the driver.
-
-    A full read per micro-batch keeps enrichment exactly as fresh as Cassandra; the content
-    catalogue is small (thousands of rows), and the lookup is broadcast to the join.
-    """
-    session = get_session(target.host, target.port)
-    query = SimpleStatement(f"SELECT id, length_seconds FROM {target.keyspace}.{target.content_table}",
-                            fetch_size=5000)
-    rows = [(str(row.id), row.length_seconds) for row in session.execute(query)]
-    return spark.createDataFrame(rows, schemas.CONTENT_LOOKUP)
-
-
 def write_batch(changes: DataFrame, batch_id: int, settings) -> None:
     """The sink interface shared with the Redis and REST sinks."""
     write_changes(changes, CassandraTarget.from_settings(settings))
+
+
+def write_content_batch(content_changes: DataFrame, batch_id: int, settings) -> None:
+    """Content changes (schemas.CONTENT_CHANGE): only this sink keeps the content table."""
+    write_content(content_changes, CassandraTarget.from_settings(settings))

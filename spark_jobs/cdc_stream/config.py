@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cdc_platform import names
 
-SINKS = ("cassandra", "redis", "rest")
+SINKS = names.STREAM_SINKS
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,15 @@ class JobConfig:
     sinks: tuple[str, ...] = SINKS
     events_topic: str = names.EVENTS_TOPIC
     content_topic: str = names.CONTENT_TOPIC
-    trigger_seconds: float = 5.0
+    event_changes_topic: str = names.EVENT_CHANGES_TOPIC
+    content_changes_topic: str = names.CONTENT_CHANGES_TOPIC
+    pending_topic: str = names.PENDING_TOPIC
+    trigger_seconds: float = 0.5
     starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int | None = 10_000
+    max_offsets_per_trigger: int | None = 50_000
     fail_on_data_loss: bool = True
+    # How long an event waits for its content row before it is quarantined as unknown_content.
+    max_content_wait_seconds: float = 900.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sinks) - set(SINKS))
@@ -50,12 +55,14 @@ class JobConfig:
             raise ValueError(f"sinks must be a non-empty subset of {SINKS}, got {self.sinks}")
         if len(set(self.sinks)) != len(self.sinks):
             raise ValueError(f"sinks listed twice: {self.sinks}")
-        if self.trigger_seconds <= 0:
-            raise ValueError("trigger_seconds must be positive")
+        if self.trigger_seconds < 0:
+            raise ValueError("trigger_seconds must not be negative")
+        if self.max_content_wait_seconds < 0:
+            raise ValueError("max_content_wait_seconds must not be negative")
 
-    def checkpoint(self, sink: str) -> str:
+    def checkpoint(self, query: str) -> str:
         """Each query owns its checkpoint: sharing one would couple the sinks' progress."""
-        return f"{self.checkpoint_root.rstrip('/')}/{sink}"
+        return f"{self.checkpoint_root.rstrip('/')}/{query}"
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:

@@ -1,11 +1,12 @@
-"""The streaming job: one Kafka-sourced query per sink, each with its own checkpoint.
+"""The streaming job: a core query that processes each source record once, and one light
+query per sink that applies its output.
 
-Every query reads both CDC topics. In each micro-batch it first applies the batch's content
-changes (to Cassandra, idempotently) and reads the content lookup back from Cassandra, so new
-content enriches events without a restart; then it runs the event transforms and hands the
-normalized changes to its sink. The queries never wait on each other: a slow or dead REST API
-only holds back the "rest" query. Quarantined records are published by the "cassandra" query
-(the truth path) only, so each bad record is quarantined once per processing attempt.
+    Debezium topics --core--> event changes, content changes, quarantine, waiting room (Kafka)
+    event changes (+ content changes) --<sink>_sink--> Cassandra | Redis | REST
+
+Every query has its own checkpoint. The driver supervises them: a query that fails (its sink is
+down, say) is restarted alone with a growing backoff while the others keep going, and resumes
+from its checkpoint, so the sink catches up exactly once it is back.
 """
 from __future__ import annotations
 
@@ -19,17 +20,19 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdc_platform import names
-from cdc_stream import cassandra_sink, quarantine, transforms
+from cdc_stream import change_log
+from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, JobConfig, SinkSettings, env_default
+from cdc_stream.core import CoreProcessor, CoreTopics
+from cdc_stream.waiting_room import WaitingRoom
 
 log = logging.getLogger("cdc_stream")
 
@@ -38,14 +41,24 @@ SINK_MODULES = {
     "redis": "cdc_stream.redis_sink",
     "rest": "cdc_stream.rest_sink",
 }
-TRUTH_SINK = "cassandra"
-PROGRESS_DIR = "_progress"
+# Written records are batched briefly: one produce request per partition instead of one per record.
+CHANGE_PRODUCER_OPTIONS = {"linger.ms": "5", "batch.size": "262144"}
+MAX_RESTART_BACKOFF_S = 60.0
 
-WriteBatch = Callable[[DataFrame, int, SinkSettings], None]
+WriteBatch = Callable[[DataFrame, int, SinkSettings], Any]
 
 
-def load_sink(name: str) -> WriteBatch:
-    """The sink's ``write_batch``, imported by module name so unused sinks cost nothing."""
+@dataclasses.dataclass(frozen=True)
+class Sink:
+    """A sink module's ``write_batch(changes_df, batch_id, settings)``, and its optional
+    ``write_content_batch`` (content changes, same signature)."""
+    name: str
+    write_batch: WriteBatch
+    write_content_batch: WriteBatch | None = None
+
+
+def load_sink(name: str) -> Sink:
+    """The sink's functions, imported by module name so unused sinks cost nothing."""
     module_name = SINK_MODULES[name]
     try:
         module = importlib.import_module(module_name)
@@ -54,106 +67,74 @@ def load_sink(name: str) -> WriteBatch:
     write_batch = getattr(module, "write_batch", None)
     if not callable(write_batch):
         raise RuntimeError(f"sink {name!r}: {module_name} has no write_batch(changes_df, batch_id, settings)")
-    return write_batch
+    return Sink(name, write_batch, getattr(module, "write_content_batch", None))
 
 
-@dataclasses.dataclass(frozen=True)
-class BatchReport:
-    """One micro-batch of one query. ``quarantined`` counts the rejected records; only the
-    cassandra query publishes them."""
-    sink: str
-    batch_id: int
-    records: int
-    changes: int
-    quarantined: int
-    tombstones: int
-    content_changes: int
-    max_position: int | None
-    duration_s: float
+def record_progress(checkpoint_root: str, query: str, report: dict) -> None:
+    """The query's last finished batch (or failure), as JSON next to the checkpoints (local
+    paths only): lets a watchdog see each query without talking to the Spark driver."""
+    if "://" in checkpoint_root and not checkpoint_root.startswith("file://"):
+        return
+    directory = Path(checkpoint_root.removeprefix("file://")) / names.STREAM_PROGRESS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{query}.json.tmp"
+    tmp.write_text(json.dumps(dict(report, query=query, finished_at=time.time()), default=str))
+    tmp.replace(directory / f"{query}.json")
 
 
-class BatchProcessor:
+class SinkProcessor:
     """The foreachBatch function of one sink's query."""
 
-    def __init__(self, sink: str, write_batch: WriteBatch, config: JobConfig):
+    def __init__(self, sink: Sink, config: JobConfig):
         self.sink = sink
-        self.write_batch = write_batch
         self.config = config
-        self.target = cassandra_sink.CassandraTarget.from_settings(config.settings)
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        spark = batch_df.sparkSession
-        # With spark.scheduler.mode=FAIR, each query's jobs get their own pool.
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", self.sink)
-        batch_df.persist(StorageLevel.MEMORY_AND_DISK)
-        cached: list[DataFrame] = [batch_df]
+        batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", self.sink.name)
+        report: dict[str, Any] = {"sink": self.sink.name, "batch_id": batch_id}
+        if self.sink.write_content_batch is not None:
+            batch_df = batch_df.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            report = self._process(spark, batch_df, batch_id, started, cached)
+            if self.sink.write_content_batch is not None:
+                content = batch_df.filter(F.col("topic") == F.lit(self.config.content_changes_topic))
+                self.sink.write_content_batch(change_log.read_content_changes(content), batch_id,
+                                              self.config.settings)
+            events = batch_df.filter(F.col("topic") == F.lit(self.config.event_changes_topic))
+            result = self.sink.write_batch(change_log.read_event_changes(events), batch_id, self.config.settings)
         finally:
-            for df in cached:
-                df.unpersist()
-        log.info("sink=%s batch=%d records=%d changes=%d quarantined=%d tombstones=%d content=%d "
-                 "max_position=%s duration=%.2fs", report.sink, report.batch_id, report.records,
-                 report.changes, report.quarantined, report.tombstones, report.content_changes,
-                 report.max_position, report.duration_s)
-        self._record_progress(report)
-
-    def _process(self, spark: SparkSession, batch_df: DataFrame, batch_id: int, started: float,
-                 cached: list[DataFrame]) -> BatchReport:
-        totals = batch_df.agg(F.count(F.lit(1)).alias("records"),
-                              F.count_if(F.col("value").isNull()).alias("tombstones")).first()
-        events = batch_df.filter(F.col("topic") == F.lit(self.config.events_topic))
-        content = batch_df.filter(F.col("topic") == F.lit(self.config.content_topic))
-
-        # One processing time per batch: changes and quarantine are computed by separate Spark jobs,
-        # and a per-job current_timestamp could let a borderline event fall into neither.
-        now = datetime.now(timezone.utc)
-        content_changes, content_rejected = transforms.parse_content(content, now)
-        content_changes = content_changes.persist()
-        cached.append(content_changes)
-        content_count = content_changes.count()
-        if content_count:
-            # Every query applies content itself (idempotent), so none depends on another's progress.
-            cassandra_sink.write_content(content_changes, self.target)
-        lookup = cassandra_sink.read_content_lookup(spark, self.target)
-
-        batch = transforms.process_events(events, lookup, now)
-        changes = batch.changes.persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(changes)
-        stats = changes.agg(F.count(F.lit(1)).alias("n"), F.max("position").alias("max_position")).first()
-        # Called for every micro-batch, even one without changes, so sinks can track batch ids.
-        self.write_batch(changes, batch_id, self.config.settings)
-
-        rejected = batch.quarantine.unionByName(content_rejected).persist()
-        cached.append(rejected)
-        quarantined = rejected.count()
-        if quarantined and self.sink == TRUTH_SINK:
-            quarantine.write_to_kafka(rejected, self.config.settings.bootstrap, self.config.settings.quarantine_topic)
-        return BatchReport(self.sink, batch_id, totals.records, stats.n, quarantined, totals.tombstones,
-                           content_count, stats.max_position, round(time.monotonic() - started, 3))
-
-    def _record_progress(self, report: BatchReport) -> None:
-        """The last finished batch per sink, as JSON next to the checkpoints (local paths only).
-
-        Lets a watchdog see each query's progress without talking to the Spark driver.
-        """
-        root = self.config.checkpoint_root
-        if "://" in root and not root.startswith("file://"):
-            return
-        directory = Path(root.removeprefix("file://")) / PROGRESS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        body = dict(dataclasses.asdict(report), finished_at=time.time())
-        tmp = directory / f".{self.sink}.json.tmp"
-        tmp.write_text(json.dumps(body))
-        tmp.replace(directory / f"{self.sink}.json")
+            if self.sink.write_content_batch is not None:
+                batch_df.unpersist()
+        if dataclasses.is_dataclass(result):
+            report["result"] = dataclasses.asdict(result)
+        report["duration_s"] = round(time.monotonic() - started, 3)
+        log.info("%s batch=%d %s duration=%.2fs", names.sink_query(self.sink.name), batch_id,
+                 report.get("result", ""), report["duration_s"])
+        record_progress(self.config.checkpoint_root, names.sink_query(self.sink.name), report)
 
 
-def read_cdc_topics(spark: SparkSession, config: JobConfig) -> DataFrame:
+class CoreBatch:
+    """foreachBatch of the core query: runs the processor and reports the batch."""
+
+    def __init__(self, processor: CoreProcessor, config: JobConfig):
+        self.processor = processor
+        self.config = config
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        report = dataclasses.asdict(self.processor(batch_df, batch_id))
+        report["quarantined_total"] = dict(self.processor.quarantined_total)
+        log.info("core batch=%d changes=%d content=%d quarantined=%s released=%d parked=%d waiting=%d "
+                 "max_position=%s duration=%.2fs", batch_id, report["changes"], report["content_changes"],
+                 report["quarantined"], report["released"], report["parked"], report["waiting"],
+                 report["max_position"], report["duration_s"])
+        record_progress(self.config.checkpoint_root, names.STREAM_CORE_QUERY, report)
+
+
+def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", config.settings.bootstrap)
-        .option("subscribe", f"{config.events_topic},{config.content_topic}")
+        .option("subscribe", ",".join(topics))
         .option("startingOffsets", config.starting_offsets)
         .option("failOnDataLoss", str(config.fail_on_data_loss).lower())
     )
@@ -162,33 +143,115 @@ def read_cdc_topics(spark: SparkSession, config: JobConfig) -> DataFrame:
     return reader.load()
 
 
-def start_query(spark: SparkSession, config: JobConfig, sink: str, write_batch: WriteBatch):
+def _start(df: DataFrame, query: str, function, config: JobConfig):
     return (
-        read_cdc_topics(spark, config)
-        .writeStream.queryName(f"cdc-{sink}")
-        .foreachBatch(BatchProcessor(sink, write_batch, config))
-        .option("checkpointLocation", config.checkpoint(sink))
-        .trigger(processingTime=f"{config.trigger_seconds} seconds")
+        df.writeStream.queryName(f"cdc-{query}")
+        .foreachBatch(function)
+        .option("checkpointLocation", config.checkpoint(query))
+        .trigger(processingTime=f"{int(config.trigger_seconds * 1000)} milliseconds")
         .start()
     )
 
 
-def stop_gracefully(queries, timeout_s: float = 120.0) -> None:
-    """Stop each query between micro-batches, so the running batch completes.
+def core_topics(config: JobConfig) -> CoreTopics:
+    return CoreTopics(events=config.events_topic, content=config.content_topic,
+                      event_changes=config.event_changes_topic, content_changes=config.content_changes_topic,
+                      quarantine=config.settings.quarantine_topic, pending=config.pending_topic)
 
-    If a batch outlives the timeout it is interrupted; it then re-runs from the checkpoint
-    on the next start, which the sinks absorb (they are idempotent by source position).
-    """
-    deadline = time.monotonic() + timeout_s
-    for query in queries:
+
+def ensure_stream_topics(config: JobConfig) -> None:
+    """The core query's output topics, created when missing (as Kafka Streams does for its own)."""
+    from cdc_platform.provisioning import create_topics, stream_topics
+
+    created = create_topics(config.settings.bootstrap, stream_topics(
+        config.event_changes_topic, config.content_changes_topic, config.pending_topic))
+    if created:
+        log.info("created stream topics %s", created)
+
+
+def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink]) -> dict[str, Callable]:
+    """One function per query that starts it; the core query reloads its catalogue and waiting
+    room each time, so a restarted core query starts from exactly what Kafka holds."""
+
+    def start_core():
+        catalogue = ContentCatalogue()
+        catalogue.load(spark, config.settings.bootstrap, config.content_topic)
+        waiting = WaitingRoom(config.settings.bootstrap, config.pending_topic, config.max_content_wait_seconds)
+        waiting.load()
+        processor = CoreProcessor(config.settings.bootstrap, core_topics(config), catalogue, waiting,
+                                  CHANGE_PRODUCER_OPTIONS)
+        source = read_topics(spark, config, [config.events_topic, config.content_topic])
+        return _start(source, names.STREAM_CORE_QUERY, CoreBatch(processor, config), config)
+
+    def sink_starter(sink: Sink):
+        def start():
+            topics = [config.event_changes_topic]
+            if sink.write_content_batch is not None:
+                topics.append(config.content_changes_topic)
+            return _start(read_topics(spark, config, topics), names.sink_query(sink.name),
+                          SinkProcessor(sink, config), config)
+        return start
+
+    starters = {names.STREAM_CORE_QUERY: start_core}
+    for name, sink in sinks.items():
+        starters[names.sink_query(name)] = sink_starter(sink)
+    return starters
+
+
+class SupervisedQuery:
+    """A query that is restarted alone, after a growing backoff, whenever it fails."""
+
+    def __init__(self, name: str, start: Callable, config: JobConfig):
+        self.name = name
+        self._start = start
+        self.config = config
+        self.query = None
+        self.failures = 0
+        self.restart_at = 0.0
+        self.started_at = 0.0
+
+    def poll(self, now: float) -> None:
+        if self.query is not None and self.query.isActive:
+            if self.failures and now - self.started_at > MAX_RESTART_BACKOFF_S:
+                self.failures = 0  # healthy for a while: the next failure starts the backoff over
+            return
+        if self.query is not None:
+            self._failed(now, str(self.query.exception() or "query stopped"))
+            self.query = None
+        if now < self.restart_at:
+            return
+        try:
+            self.query = self._start()
+            self.started_at = now
+            log.info("started query %s (checkpoint %s)", self.name, self.config.checkpoint(self.name))
+        except Exception as exc:  # noqa: BLE001 - a query that cannot start waits and retries
+            self._failed(now, f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, now: float, error: str) -> None:
+        self.failures += 1
+        backoff = min(MAX_RESTART_BACKOFF_S, 2.0 ** (self.failures - 1))
+        self.restart_at = now + backoff
+        log.error("query %s failed (%d in a row); restarting it in %.0fs, the other queries go on: %s",
+                  self.name, self.failures, backoff, error[:2000])
+        record_progress(self.config.checkpoint_root, f"{self.name}.failure",
+                        {"error": error[:2000], "failures": self.failures, "restart_in_s": backoff})
+
+    def stop(self, deadline: float) -> None:
+        """Stop between micro-batches, so the running batch completes. A batch outliving the
+        deadline is interrupted and re-runs from the checkpoint on the next start, which the
+        sinks absorb (they are idempotent by source position)."""
+        query = self.query
+        if query is None or not query.isActive:
+            return
         while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
         log.info("stopping query %s", query.name)
         query.stop()
 
 
-def run(spark: SparkSession, config: JobConfig, writers: dict[str, WriteBatch], poll_s: float = 1.0) -> int:
-    """Start one query per sink and supervise them until SIGTERM/SIGINT or a query fails."""
+def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: float = 1.0,
+        stop_timeout_s: float = 120.0) -> int:
+    """Start the core query and one query per sink; supervise them until SIGTERM/SIGINT."""
     stop = threading.Event()
 
     def request_stop(signum, _frame) -> None:
@@ -199,25 +262,23 @@ def run(spark: SparkSession, config: JobConfig, writers: dict[str, WriteBatch], 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
 
-    queries = [start_query(spark, config, sink, write) for sink, write in writers.items()]
-    log.info("started queries %s; checkpoints under %s", [q.name for q in queries], config.checkpoint_root)
-    failed = None
+    ensure_stream_topics(config)
+    queries = [SupervisedQuery(name, start, config) for name, start in query_starters(spark, config, sinks).items()]
+    log.info("supervising queries %s; checkpoints under %s", [q.name for q in queries], config.checkpoint_root)
     try:
-        while not stop.is_set() and failed is None:
-            failed = next((q for q in queries if not q.isActive), None)
+        while not stop.is_set():
+            for query in queries:
+                query.poll(time.monotonic())
             stop.wait(poll_s)
-        stop_gracefully([q for q in queries if q.isActive])
+        deadline = time.monotonic() + stop_timeout_s
+        for query in queries:
+            query.stop(deadline)
     except Exception as exc:
         if not stop.is_set():
             raise
         # The signal reached the JVM too (a process-group kill) and Spark shut itself down.
         log.warning("Spark stopped before its queries could finish their micro-batches (%s); an interrupted "
                     "batch re-runs from its checkpoint on the next start", type(exc).__name__)
-        return 0
-    if failed is not None:
-        # A restart (Airflow retries) resumes every query from its checkpoint.
-        log.error("query %s terminated: %s", failed.name, failed.exception())
-        return 1
     return 0
 
 
@@ -261,14 +322,21 @@ def parser() -> argparse.ArgumentParser:
                    help="bearer token; prefer env API_TOKEN, arguments are visible in the process list")
     p.add_argument("--sinks", default=",".join(SINKS),
                    help=f"comma-separated subset of {','.join(SINKS)} (default: all)")
-    p.add_argument("--trigger-seconds", type=float, default=float(env_default("CDC_TRIGGER_SECONDS", "5")))
+    p.add_argument("--trigger-seconds", type=float, default=float(env_default("CDC_TRIGGER_SECONDS", "0.5")),
+                   help="micro-batch interval of every query (env CDC_TRIGGER_SECONDS; 0: as fast as possible)")
     p.add_argument("--starting-offsets", default=env_default("CDC_STARTING_OFFSETS", "earliest"),
                    help="earliest|latest|JSON; only used when a query has no checkpoint yet")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=10_000,
+    p.add_argument("--max-offsets-per-trigger", type=int, default=50_000,
                    help="bound each micro-batch (0: unbounded)")
+    p.add_argument("--max-content-wait-seconds", type=float,
+                   default=float(env_default("CDC_MAX_CONTENT_WAIT_SECONDS", "900")),
+                   help="how long an event waits for its content row before it is quarantined as unknown_content")
     p.add_argument("--events-topic", default=names.EVENTS_TOPIC)
     p.add_argument("--content-topic", default=names.CONTENT_TOPIC)
     p.add_argument("--quarantine-topic", default=names.QUARANTINE_TOPIC)
+    p.add_argument("--event-changes-topic", default=names.EVENT_CHANGES_TOPIC)
+    p.add_argument("--content-changes-topic", default=names.CONTENT_CHANGES_TOPIC)
+    p.add_argument("--pending-topic", default=names.PENDING_TOPIC, help="the waiting room of events without content")
     p.add_argument("--dlq-topic", default=names.DLQ_TOPIC)
     p.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
     p.add_argument("--log-level", default=env_default("CDC_LOG_LEVEL", "INFO"))
@@ -306,6 +374,10 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             trigger_seconds=args.trigger_seconds,
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or None,
+            event_changes_topic=args.event_changes_topic,
+            content_changes_topic=args.content_changes_topic,
+            pending_topic=args.pending_topic,
+            max_content_wait_seconds=args.max_content_wait_seconds,
         )
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
@@ -315,11 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
-    writers = {sink: load_sink(sink) for sink in config.sinks}
+    sinks = {sink: load_sink(sink) for sink in config.sinks}
     log.info("settings: %s", config)
     spark = build_session("cdc-multi-sink", args.master)
     try:
-        return run(spark, config, writers)
+        return run(spark, config, sinks)
     finally:
         try:
             spark.stop()

@@ -6,7 +6,7 @@ The reason strings are stable: dashboards, alerts and the reprocessing tools mat
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 # The reasons are defined once, with the other data rules, in cdc_platform.semantics.
@@ -26,7 +26,7 @@ from cdc_platform.semantics import QUARANTINE_REASONS as REASONS
 __all__ = [
     "FUTURE_EVENT_TS", "MALFORMED_FIELD", "MISSING_POSITION", "MISSING_REQUIRED_FIELD", "NEGATIVE_DURATION",
     "REASONS", "SCHEMA_MISMATCH", "UNKNOWN_CONTENT", "UNKNOWN_OP", "UNPARSEABLE_JSON",
-    "to_kafka_records", "write_to_kafka",
+    "record_value", "to_kafka_records", "write_to_kafka",
 ]
 
 
@@ -36,13 +36,15 @@ def to_kafka_records(quarantine_df: DataFrame) -> DataFrame:
     Publishing is at-least-once (a re-run micro-batch publishes again); consumers
     deduplicate on (topic, partition, offset, reason).
     """
-    return quarantine_df.select(
-        F.col("key"),
-        F.to_json(F.struct(
-            F.col("topic"), F.col("partition"), F.col("offset"), F.col("key"), F.col("value"),
-            F.col("reason"), F.col("detected_at"),
-        )).alias("value"),
-    )
+    return quarantine_df.select(F.col("key"), record_value().alias("value"))
+
+
+def record_value() -> Column:
+    """The JSON value of a quarantine record, from the columns of schemas.QUARANTINE."""
+    return F.to_json(F.struct(
+        F.col("topic"), F.col("partition"), F.col("offset"), F.col("key"), F.col("value"),
+        F.col("reason"), F.col("captured_at"),
+    ))
 
 
 def write_to_kafka(quarantine_df: DataFrame, bootstrap_servers: str, topic: str) -> None:

@@ -76,6 +76,25 @@ KAFKA_SOURCE = T.StructType([
     T.StructField("timestamp", T.TimestampType()),
 ])
 
+# A source record as the transforms read it: Kafka's columns with text key and value, plus the
+# waiting room's bookkeeping (when it started waiting for its content, and whether it gave up).
+SOURCE_RECORD = T.StructType([
+    T.StructField("key", T.StringType()),
+    T.StructField("value", T.StringType()),
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("timestamp", T.TimestampType()),
+    T.StructField("pending_since_ms", T.LongType()),
+    T.StructField("expired", T.BooleanType()),
+])
+
+# A valid event waiting for its content row: the source record and the content it waits for.
+WAITING_RECORD = T.StructType([
+    *(f for f in SOURCE_RECORD.fields if f.name != "expired"),
+    T.StructField("content_id", T.StringType()),
+])
+
 # The normalized change: what the transforms emit and every sink consumes.
 CHANGE = T.StructType([
     T.StructField("id", T.IntegerType()),
@@ -117,5 +136,5 @@ QUARANTINE = T.StructType([
     T.StructField("key", T.StringType()),
     T.StructField("value", T.StringType()),
     T.StructField("reason", T.StringType()),
-    T.StructField("detected_at", T.TimestampType()),
+    T.StructField("captured_at", T.TimestampType()),  # the source record's Kafka timestamp
 ])

@@ -1,12 +1,16 @@
 """Pure DataFrame transforms of the CDC stream: Kafka records in, normalized changes out.
 
-    Kafka rows -> parse_events -> clean -> validate -> enrich -> select_changes -> changes
+    Kafka rows -> source_records -> parse_events -> clean -> validate -> enrich -> select_changes -> changes
 
 Tombstones are set aside first; parse_events, validate and enrich each split their input into
 rows that go on and rows quarantined with a reason, so every Kafka record ends up in exactly one
-of {changes, quarantine, tombstones}. Until the final ``select_changes``, rows carry their Kafka
-origin (``_src_*`` columns), so a record rejected at any stage is quarantined with its original
-key and value.
+of {changes, quarantine, waiting, tombstones}. Until the final ``select_changes``, rows carry their
+Kafka origin (``_src_*`` columns), so a record rejected at any stage is quarantined, and a record
+whose content row has not arrived yet is set aside as waiting, with its original key and value.
+
+No rule reads the clock: the future-timestamp check is relative to the record's capture time
+(its Kafka timestamp), so a replayed record is classified exactly as the first time, and the
+plan holds no literal that changes from one micro-batch to the next.
 
 The data rules come from ``cdc_platform.semantics``; here they are expressed as Spark column
 expressions built from the same constants (no Python UDFs). No I/O happens in this module.
@@ -16,7 +20,6 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -28,7 +31,8 @@ from cdc_stream import schemas
 OPS = ("c", "u", "d", "r")
 DELETE = "d"
 
-SOURCE_COLUMNS = ("_src_topic", "_src_partition", "_src_offset", "_src_key", "_src_value")
+SOURCE_COLUMNS = ("_src_topic", "_src_partition", "_src_offset", "_src_key", "_src_value", "_src_timestamp",
+                  "_src_pending_since_ms", "_src_expired")
 _REASON = "_reason"
 _UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\z"
 
@@ -37,6 +41,7 @@ _UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-
 class EventBatch:
     changes: DataFrame      # schemas.CHANGE
     quarantine: DataFrame   # schemas.QUARANTINE
+    waiting: DataFrame      # schemas.WAITING_RECORD: valid events whose content row has not arrived yet
     tombstones: DataFrame   # the Kafka rows with a null value
 
 
@@ -81,17 +86,9 @@ def engagement_pct(duration_ms: Column, length_seconds: Column) -> Column:
 
 
 def is_too_far_in_future(event_ts: Column, now: Column) -> Column:
-    """semantics.is_too_far_in_future: event_ts > now + MAX_FUTURE_SKEW."""
+    """semantics.is_too_far_in_future: event_ts > now + MAX_FUTURE_SKEW (``now``: the capture time)."""
     skew_micros = int(semantics.MAX_FUTURE_SKEW.total_seconds() * 1_000_000)
     return F.unix_micros(event_ts) > F.unix_micros(now) + F.lit(skew_micros)
-
-
-def _now(now: datetime | None) -> Column:
-    if now is None:
-        return F.current_timestamp()
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return F.lit(now).cast("timestamp")
 
 
 def _is_uuid(col: Column) -> Column:
@@ -107,7 +104,7 @@ def count_tombstones(kafka_df: DataFrame) -> int:
     return tombstones(kafka_df).count()
 
 
-def _to_quarantine(rejected: DataFrame, now: datetime | None) -> DataFrame:
+def _to_quarantine(rejected: DataFrame) -> DataFrame:
     return rejected.select(
         F.col("_src_topic").alias("topic"),
         F.col("_src_partition").alias("partition"),
@@ -115,29 +112,47 @@ def _to_quarantine(rejected: DataFrame, now: datetime | None) -> DataFrame:
         F.col("_src_key").alias("key"),
         F.col("_src_value").alias("value"),
         F.col(_REASON).alias("reason"),
-        _now(now).alias("detected_at"),
+        F.col("_src_timestamp").alias("captured_at"),
     )
 
 
-def _split(df: DataFrame, reason: Column, now: datetime | None) -> tuple[DataFrame, DataFrame]:
+def _split(df: DataFrame, reason: Column) -> tuple[DataFrame, DataFrame]:
     """Rows with a null reason go on (without the reason column); the others are quarantined."""
     tagged = df.withColumn(_REASON, reason)
     kept = tagged.filter(F.col(_REASON).isNull()).drop(_REASON)
-    return kept, _to_quarantine(tagged.filter(F.col(_REASON).isNotNull()), now)
+    return kept, _to_quarantine(tagged.filter(F.col(_REASON).isNotNull()))
 
 
 def _no_reason() -> Column:
     return F.lit(None).cast("string")
 
 
+def source_records(kafka_df: DataFrame) -> DataFrame:
+    """Kafka source rows (schemas.KAFKA_SOURCE) as schemas.SOURCE_RECORD: text key and value, and
+    the waiting-room columns of a record read for the first time. Rows that already have the
+    SOURCE_RECORD shape (released from the waiting room) pass unchanged."""
+    if "expired" in kafka_df.columns:
+        return kafka_df
+    return kafka_df.select(
+        F.col("key").cast("string").alias("key"),
+        F.col("value").cast("string").alias("value"),
+        F.col("topic"), F.col("partition"), F.col("offset"), F.col("timestamp"),
+        F.lit(None).cast("long").alias("pending_since_ms"),
+        F.lit(False).alias("expired"),
+    )
+
+
 def _parse_envelope(kafka_df: DataFrame, envelope) -> DataFrame:
     """Non-tombstone rows with their Kafka origin, the parsed envelope ``_env`` and the row image ``_img``."""
-    parsed = kafka_df.filter(F.col("value").isNotNull()).select(
+    parsed = source_records(kafka_df).filter(F.col("value").isNotNull()).select(
         F.col("topic").alias("_src_topic"),
         F.col("partition").alias("_src_partition"),
         F.col("offset").alias("_src_offset"),
-        F.col("key").cast("string").alias("_src_key"),
-        F.col("value").cast("string").alias("_src_value"),
+        F.col("key").alias("_src_key"),
+        F.col("value").alias("_src_value"),
+        F.col("timestamp").alias("_src_timestamp"),
+        F.col("pending_since_ms").alias("_src_pending_since_ms"),
+        F.col("expired").alias("_src_expired"),
     ).withColumn(
         "_env",
         F.from_json(F.col("_src_value"), envelope,
@@ -161,7 +176,7 @@ def _envelope_reason() -> Column:
     )
 
 
-def parse_events(kafka_df: DataFrame, now: datetime | None = None) -> tuple[DataFrame, DataFrame]:
+def parse_events(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parse engagement_events change records (Kafka source columns) into (parsed, quarantine).
 
     Tombstones are excluded from both (see ``tombstones``). ``parsed`` has the row image's
@@ -169,7 +184,7 @@ def parse_events(kafka_df: DataFrame, now: datetime | None = None) -> tuple[Data
     and the ``_src_*`` origin columns.
     """
     parsed = _parse_envelope(kafka_df, schemas.ENGAGEMENT_EVENT_ENVELOPE)
-    kept, rejected = _split(parsed, _envelope_reason().otherwise(_no_reason()), now)
+    kept, rejected = _split(parsed, _envelope_reason().otherwise(_no_reason()))
     return kept.select(
         F.col("_img.id").alias("id"),
         F.col("_env.op").alias("op"),
@@ -186,7 +201,7 @@ def parse_events(kafka_df: DataFrame, now: datetime | None = None) -> tuple[Data
     ), rejected
 
 
-def parse_content(kafka_df: DataFrame, now: datetime | None = None) -> tuple[DataFrame, DataFrame]:
+def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parse content change records into (content changes as schemas.CONTENT_CHANGE, quarantine)."""
     parsed = _parse_envelope(kafka_df, schemas.CONTENT_ENVELOPE)
     reason = (
@@ -194,7 +209,7 @@ def parse_content(kafka_df: DataFrame, now: datetime | None = None) -> tuple[Dat
         .when(~_is_uuid(F.col("_img.id")), F.lit(Q.MALFORMED_FIELD))
         .otherwise(_no_reason())
     )
-    kept, rejected = _split(parsed, reason, now)
+    kept, rejected = _split(parsed, reason)
     return kept.select(
         F.lower(F.col("_img.id")).alias("id"),
         F.col("_env.op").alias("op"),
@@ -228,13 +243,12 @@ def clean(parsed: DataFrame) -> DataFrame:
     )
 
 
-def validate(cleaned: DataFrame, now: datetime | None = None) -> tuple[DataFrame, DataFrame]:
+def validate(cleaned: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split cleaned changes into (valid, quarantine).
 
     Deletes only need the row id (checked at parsing): a delete must always reach the sinks,
     whatever its before-image holds, so that a row never outlives its deletion.
-    ``now`` defaults to current_timestamp(), which Spark evaluates per job: when the kept rows
-    and the quarantine are computed by different jobs, pass one fixed ``now`` for both.
+    An event_ts is too far in the future relative to the record's capture time (its Kafka timestamp).
     """
     required = ("content_id", "user_id", "event_type", "event_ts")
     reason = (
@@ -243,35 +257,54 @@ def validate(cleaned: DataFrame, now: datetime | None = None) -> tuple[DataFrame
               F.lit(Q.MISSING_REQUIRED_FIELD))
         .when(~_is_uuid(F.col("content_id")) | ~_is_uuid(F.col("user_id")), F.lit(Q.MALFORMED_FIELD))
         .when(F.col("duration_ms") < F.lit(0), F.lit(Q.NEGATIVE_DURATION))
-        .when(is_too_far_in_future(F.col("event_ts"), _now(now)), F.lit(Q.FUTURE_EVENT_TS))
+        .when(is_too_far_in_future(F.col("event_ts"), F.col("_src_timestamp")), F.lit(Q.FUTURE_EVENT_TS))
         .otherwise(_no_reason())
     )
-    return _split(cleaned, reason, now)
+    return _split(cleaned, reason)
 
 
-def enrich(valid: DataFrame, content_lookup: DataFrame, now: datetime | None = None) -> tuple[DataFrame, DataFrame]:
+_WAITING = "waiting"
+
+
+def enrich(valid: DataFrame, content_lookup: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
     """Join content length (content_lookup: id, length_seconds) and compute engagement_pct.
 
-    Returns (enriched, quarantine). A non-delete change whose content is unknown is quarantined;
-    a delete is never rejected for unknown content. ``content_lookup`` holds one row per id
-    (it is the content table); duplicates are dropped so a change can never fan out.
+    Returns (enriched, waiting, quarantine). A non-delete change whose content is unknown waits
+    for it (schemas.WAITING_RECORD), unless its wait has expired (``_src_expired``, decided by
+    the waiting room): then it is quarantined as unknown_content. A delete never waits.
+    ``content_lookup`` must hold one row per id (the job's catalogue is a dict), so the join
+    can never fan a change out.
     """
     lookup = content_lookup.select(
         F.lower(F.col("id")).alias("_content_id"),
         F.col("length_seconds").cast("int").alias("_content_length_seconds"),
-    ).dropDuplicates(["_content_id"])
+    )
     joined = valid.join(F.broadcast(lookup), on=F.col("content_id") == F.col("_content_id"), how="left")
+    content_unknown = (F.col("op") != F.lit(DELETE)) & F.col("_content_id").isNull()
     reason = (
-        F.when((F.col("op") != F.lit(DELETE)) & F.col("_content_id").isNull(), F.lit(Q.UNKNOWN_CONTENT))
+        F.when(content_unknown & F.col("_src_expired"), F.lit(Q.UNKNOWN_CONTENT))
+        .when(content_unknown, F.lit(_WAITING))
         .otherwise(_no_reason())
     )
-    kept, rejected = _split(joined, reason, now)
+    tagged = joined.withColumn(_REASON, reason)
+    kept = tagged.filter(F.col(_REASON).isNull()).drop(_REASON)
+    rejected = _to_quarantine(tagged.filter(F.col(_REASON) == F.lit(Q.UNKNOWN_CONTENT)))
+    waiting = tagged.filter(F.col(_REASON) == F.lit(_WAITING)).select(
+        F.col("_src_key").alias("key"),
+        F.col("_src_value").alias("value"),
+        F.col("_src_topic").alias("topic"),
+        F.col("_src_partition").alias("partition"),
+        F.col("_src_offset").alias("offset"),
+        F.col("_src_timestamp").alias("timestamp"),
+        F.col("_src_pending_since_ms").alias("pending_since_ms"),
+        F.col("content_id"),
+    )
     enriched = (
         kept.withColumn("length_seconds", F.col("_content_length_seconds"))
         .withColumn("engagement_pct", engagement_pct(F.col("duration_ms"), F.col("length_seconds")))
         .drop("_content_id", "_content_length_seconds")
     )
-    return enriched, rejected
+    return enriched, waiting, rejected
 
 
 def select_changes(enriched: DataFrame) -> DataFrame:
@@ -280,10 +313,11 @@ def select_changes(enriched: DataFrame) -> DataFrame:
                              for field in schemas.CHANGE.fields))
 
 
-def process_events(kafka_df: DataFrame, content_lookup: DataFrame, now: datetime | None = None) -> EventBatch:
-    """The whole event path: Kafka rows of the events topic -> changes, quarantine, tombstones."""
-    parsed, rejected_parse = parse_events(kafka_df, now)
-    valid, rejected_validation = validate(clean(parsed), now)
-    enriched, rejected_enrichment = enrich(valid, content_lookup, now)
+def process_events(kafka_df: DataFrame, content_lookup: DataFrame) -> EventBatch:
+    """The whole event path: records of the events topic (schemas.KAFKA_SOURCE or SOURCE_RECORD)
+    -> changes, quarantine, waiting, tombstones."""
+    parsed, rejected_parse = parse_events(kafka_df)
+    valid, rejected_validation = validate(clean(parsed))
+    enriched, waiting, rejected_enrichment = enrich(valid, content_lookup)
     quarantined = rejected_parse.unionByName(rejected_validation).unionByName(rejected_enrichment)
-    return EventBatch(select_changes(enriched), quarantined, tombstones(kafka_df))
+    return EventBatch(select_changes(enriched), quarantined, waiting, tombstones(kafka_df))

@@ -151,8 +151,9 @@ def content_change(content_id: str, op: str, position: int, length_seconds: int 
             datetime(2025, 12, 1, tzinfo=timezone.utc))
 
 
-def lookup_length(spark, target, content_id):
-    rows = cassandra_sink.read_content_lookup(spark, target).filter(f"id = '{content_id}'").collect()
+def lookup_length(session, target, content_id):
+    rows = session.execute(f"SELECT length_seconds FROM {target.keyspace}.content WHERE id = %s",
+                           (uuid.UUID(content_id),))
     return [r.length_seconds for r in rows]
 
 
@@ -163,17 +164,17 @@ def test_content_upsert_replay_and_delete(spark, cassandra_session, target):
         cassandra_sink.write_content(spark.createDataFrame(list(rows), schemas.CONTENT_CHANGE), target)
 
     write(content_change(content_id, "c", 10, 60))
-    assert lookup_length(spark, target, content_id) == [60]
+    assert lookup_length(cassandra_session, target, content_id) == [60]
     write(content_change(content_id, "u", 20, 90))
     write(content_change(content_id, "c", 10, 60))
     stored = cassandra_session.execute(f"SELECT * FROM {target.keyspace}.content WHERE id = %s",
                                        (uuid.UUID(content_id),)).one()
     assert (stored.length_seconds, stored.source_lsn, stored.slug) == (90, 20, "slug")
     assert stored.publish_ts.replace(tzinfo=timezone.utc) == datetime(2025, 12, 1, tzinfo=timezone.utc)
-    assert lookup_length(spark, target, content_id) == [90]
+    assert lookup_length(cassandra_session, target, content_id) == [90]
     write(content_change(content_id, "d", 30, 90))
     write(content_change(content_id, "u", 20, 90))
-    assert lookup_length(spark, target, content_id) == []
+    assert lookup_length(cassandra_session, target, content_id) == []
 
 
 def test_unprovisioned_table_fails_clearly(spark, stack_env):
@@ -192,11 +193,12 @@ def stream_topics(stack_env):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     suffix = uuid.uuid4().hex[:8]
-    topics = {"events": f"it-cdc-events-{suffix}", "content": f"it-cdc-content-{suffix}",
-              "quarantine": f"it-cdc-quarantine-{suffix}"}
+    topics = {name: f"it-cdc-{name}-{suffix}"
+              for name in ("events", "content", "quarantine", "event-changes", "content-changes", "pending")}
     admin = AdminClient({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP"]})
-    partitions = {"events": 2, "content": 1, "quarantine": 1}
-    futures = admin.create_topics([NewTopic(t, partitions[k], 1) for k, t in topics.items()])
+    partitions = {"events": 2, "event-changes": 2}
+    # The stream creates its own output topics when missing; the fixture creates them to delete them after.
+    futures = admin.create_topics([NewTopic(t, partitions.get(k, 1), 1) for k, t in topics.items()])
     for future in futures.values():
         future.result(timeout=30)
     yield topics
@@ -278,7 +280,8 @@ def test_entry_point_streams_into_cassandra(stack_env, cassandra_session, keyspa
         str(ENTRY_POINT), "--sinks", "cassandra", "--checkpoint-root", str(checkpoints),
         "--trigger-seconds", "2", "--cassandra-keyspace", keyspace,
         "--events-topic", stream_topics["events"], "--content-topic", stream_topics["content"],
-        "--quarantine-topic", stream_topics["quarantine"],
+        "--quarantine-topic", stream_topics["quarantine"], "--event-changes-topic", stream_topics["event-changes"],
+        "--content-changes-topic", stream_topics["content-changes"], "--pending-topic", stream_topics["pending"],
     ]
     log_path = tmp_path / "job.log"
     with open(log_path, "w") as log:
@@ -311,13 +314,15 @@ def test_entry_point_streams_into_cassandra(stack_env, cassandra_session, keyspa
         assert [(q["reason"], q["value"], q["topic"]) for q in quarantined] == [
             (Q.UNPARSEABLE_JSON, "this is not json", stream_topics["events"])]
 
-        progress = json.loads((checkpoints / "_progress" / "cassandra.json").read_text())
+        progress = json.loads((checkpoints / "_progress" / "cassandra_sink.json").read_text())
         assert progress["sink"] == "cassandra" and progress["batch_id"] >= 1
-        assert (checkpoints / "cassandra" / "offsets").is_dir()
+        core = json.loads((checkpoints / "_progress" / "core.json").read_text())
+        assert core["quarantined_total"] == {Q.UNPARSEABLE_JSON: 1} and core["waiting"] == 0
+        assert (checkpoints / "core" / "offsets").is_dir() and (checkpoints / "cassandra_sink" / "offsets").is_dir()
     finally:
         _stop(job)
     assert job.returncode == 0, log_path.read_text()[-4000:]
-    assert "stopping query cdc-cassandra" in log_path.read_text()
+    assert "stopping query cdc-cassandra_sink" in log_path.read_text()
 
 
 def _stop(job: subprocess.Popen) -> None:

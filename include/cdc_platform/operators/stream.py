@@ -18,7 +18,7 @@ KAFKA_CONNECTOR_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 GRACEFUL_STOP_SECONDS = 60
 
 
-def stream_submission(checkpoint_root: str | None, trigger_seconds: int, sinks: str,
+def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks: str,
                       starting_offsets: str = "earliest", kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
                       cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID,
                       redis_conn_id: str = conn_ids.REDIS_CONN_ID,
@@ -55,11 +55,11 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: int, sinks: 
 class CdcStreamSubmitOperator(SparkSubmitOperator):
     """Runs the long-lived streaming job; a kill stops its queries gracefully first."""
 
-    def __init__(self, *, checkpoint_root: str | None = None, trigger_seconds: int = 5,
+    def __init__(self, *, checkpoint_root: str | None = None, trigger_seconds: float = 0.5,
                  sinks: str = "cassandra,redis,rest", starting_offsets: str = "earliest",
                  spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
         kwargs.setdefault("name", "cdc-stream")
-        kwargs.setdefault("conf", {"spark.sql.shuffle.partitions": "4", "spark.ui.showConsoleProgress": "false",
+        kwargs.setdefault("conf", {"spark.sql.shuffle.partitions": "2", "spark.ui.showConsoleProgress": "false",
                                    "spark.log.level": "WARN",
                                    "spark.sql.session.timeZone": "UTC",
                                    "spark.sql.streaming.stopGracefullyOnShutdown": "true"})

@@ -38,7 +38,7 @@ def test_defaults_come_from_the_stack_environment(stack_environment):
         api_url="http://api:8090", api_token="t0ken", dlq_topic=names.DLQ_TOPIC,
         quarantine_topic=names.QUARANTINE_TOPIC,
     )
-    assert (cfg.starting_offsets, cfg.trigger_seconds) == ("earliest", 5.0)
+    assert (cfg.starting_offsets, cfg.trigger_seconds) == ("earliest", 0.5)
 
 
 def test_arguments_override_the_environment(stack_environment):
@@ -48,10 +48,10 @@ def test_arguments_override_the_environment(stack_environment):
     assert (cfg.trigger_seconds, cfg.starting_offsets, cfg.max_offsets_per_trigger) == (2.0, "latest", None)
 
 
-def test_each_sink_has_its_own_checkpoint(stack_environment):
+def test_each_query_has_its_own_checkpoint(stack_environment):
     cfg = config(["--checkpoint-root", "/data/ckpt/"])
-    paths = {cfg.checkpoint(sink) for sink in cfg.sinks}
-    assert paths == {"/data/ckpt/cassandra", "/data/ckpt/redis", "/data/ckpt/rest"}
+    paths = {cfg.checkpoint(query) for query in names.STREAM_QUERIES}
+    assert paths == {"/data/ckpt/core", "/data/ckpt/cassandra_sink", "/data/ckpt/redis_sink", "/data/ckpt/rest_sink"}
 
 
 def test_secrets_stay_out_of_the_logged_settings(stack_environment):
@@ -94,11 +94,16 @@ def test_job_config_validates_directly():
     with pytest.raises(ValueError):
         JobConfig(settings, "/c", sinks=())
     with pytest.raises(ValueError):
-        JobConfig(settings, "/c", trigger_seconds=0)
+        JobConfig(settings, "/c", trigger_seconds=-1)
+    with pytest.raises(ValueError):
+        JobConfig(settings, "/c", max_content_wait_seconds=-1)
 
 
 def test_load_sink_by_name(monkeypatch):
-    assert job.load_sink("cassandra") is cassandra_sink.write_batch
+    cassandra = job.load_sink("cassandra")
+    assert (cassandra.write_batch, cassandra.write_content_batch) == (
+        cassandra_sink.write_batch, cassandra_sink.write_content_batch)
+    assert job.load_sink("redis").write_content_batch is None
     monkeypatch.setitem(job.SINK_MODULES, "redis", "cdc_stream.no_such_sink")
     with pytest.raises(RuntimeError, match="sink 'redis': cannot import cdc_stream.no_such_sink"):
         job.load_sink("redis")

@@ -1,0 +1,135 @@
+"""Events that arrived before their content row wait here instead of being quarantined.
+
+An event can be read before the content it references: a backlog, a large transaction, the two
+topics read unevenly. The core query parks such an event (its original Kafka record) in a
+compacted topic (written by the core query's Kafka job) and keeps an index on the driver; each micro-batch releases the events whose
+content is now in the catalogue, and those that waited longer than ``max_wait_s``, which are
+then quarantined as unknown_content. A resolved event gets a tombstone, so the compacted topic
+holds exactly the events still waiting: that is what a restarted job reloads.
+
+Parking and release are at-least-once (a re-run batch parks or releases again); the sinks are
+idempotent by source position, so a released event applied twice changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WaitingEvent:
+    """One parked source record; ``timestamp_ms`` is its Kafka (capture) timestamp."""
+    key: str | None
+    value: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    pending_since_ms: int
+    content_id: str
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    def source_record(self, expired: bool) -> tuple:
+        """The record as a schemas.SOURCE_RECORD row."""
+        ts = None if self.timestamp_ms is None else datetime.fromtimestamp(self.timestamp_ms / 1000, timezone.utc)
+        return (self.key, self.value, self.topic, self.partition, self.offset, ts, self.pending_since_ms, expired)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, parked_at_ms: int) -> "WaitingEvent":
+        """A record of the waiting room topic (change_log.waiting_records); one without
+        pending_since_ms started waiting when it was parked."""
+        fields = json.loads(text)
+        since = fields.get("pending_since_ms")
+        return cls(key=fields.get("key"), value=fields["value"], topic=fields["topic"],
+                   partition=fields["partition"], offset=fields["offset"], timestamp_ms=fields.get("timestamp_ms"),
+                   pending_since_ms=parked_at_ms if since is None else since, content_id=fields["content_id"])
+
+
+class WaitingRoom:
+    def __init__(self, bootstrap: str, topic: str, max_wait_s: float):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.max_wait_ms = int(max_wait_s * 1000)
+        self._events: dict[str, WaitingEvent] = {}
+        self._producer = None
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def oldest_since_ms(self) -> int | None:
+        return min((e.pending_since_ms for e in self._events.values()), default=None)
+
+    def load(self, timeout_s: float = 60.0) -> None:
+        """Read the whole topic: the latest record per key, tombstones removing theirs."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-waiting-room",
+                             "enable.auto.commit": False, "log_level": 0})
+        try:
+            metadata = consumer.list_topics(self.topic, timeout=timeout_s).topics[self.topic]
+            if metadata.error is not None:
+                raise RuntimeError(f"waiting room topic {self.topic}: {metadata.error}")
+            ends = {}
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout_s)
+                if high > low:
+                    ends[partition] = high
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
+            while ends:
+                message = consumer.poll(timeout_s)
+                if message is None:
+                    raise RuntimeError(f"waiting room topic {self.topic}: no message within {timeout_s}s "
+                                       f"while {len(ends)} partitions were not read to their end")
+                if message.error():
+                    raise RuntimeError(f"waiting room topic {self.topic}: {message.error()}")
+                record_id = message.key().decode()
+                if message.value() is None:
+                    self._events.pop(record_id, None)
+                else:
+                    self._events[record_id] = WaitingEvent.from_json(message.value(), message.timestamp()[1])
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+        finally:
+            consumer.close()
+        log.info("waiting room: %d events waiting for their content (%s)", len(self), self.topic)
+
+    def due(self, knows_content, now_ms: int) -> list[WaitingEvent]:
+        """The events to process again: their content is known now, or they waited long enough."""
+        return [e for e in self._events.values() if knows_content(e.content_id) or self.is_expired(e, now_ms)]
+
+    def is_expired(self, event: WaitingEvent, now_ms: int) -> bool:
+        return now_ms - event.pending_since_ms > self.max_wait_ms
+
+    def settle(self, released: Iterable[WaitingEvent], parked: Iterable[str], now_ms: int) -> int:
+        """Record a processed batch whose Kafka job parked ``parked`` (waiting room topic values):
+        released events that did not come back get a tombstone (flushed before the index changes).
+        Returns how many were resolved."""
+        parked_events = {e.record_id: e for e in (WaitingEvent.from_json(text, now_ms) for text in parked)}
+        resolved = [e.record_id for e in released if e.record_id not in parked_events]
+        if resolved:
+            producer = self._get_producer()
+            for record_id in resolved:
+                producer.produce(self.topic, key=record_id, value=None)
+            remaining = producer.flush(60)
+            if remaining:
+                raise RuntimeError(f"waiting room: {remaining} tombstones not acknowledged by Kafka ({self.topic})")
+        self._events.update(parked_events)
+        for record_id in resolved:
+            self._events.pop(record_id, None)
+        return len(resolved)
+
+    def _get_producer(self):
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                                       "linger.ms": 5, "log_level": 0})
+        return self._producer
