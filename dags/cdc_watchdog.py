@@ -19,6 +19,8 @@ XCom `return_value`):
 | `stream_idle_seconds` per query | age of the query's last committed micro-batch |
 | `dlq_depth`, `parked_depth` | DLQ entries not yet taken by the reprocess group; parked entries |
 | `freshness_seconds` | age of the oldest change not yet applied by some query |
+| `quarantined_new` by reason | quarantine records since the previous check (consumer group offsets) |
+| `waiting_for_content`, `oldest_waiting_seconds` | events read before their content row, waiting for it |
 
 Any value beyond its threshold (the DAG params) posts one alert to the `cdc_alerts` webhook and
 fails the run, so breaches show red in the grid.
@@ -40,6 +42,8 @@ fails the run, so breaches show red in the grid.
         "max_dlq_depth": Param(1_000, type="integer", minimum=0),
         "max_parked": Param(0, type="integer", minimum=0),
         "max_freshness_seconds": Param(300, type="number", minimum=0),
+        "max_new_quarantined": Param(1_000, type="integer", minimum=0),
+        "max_waiting_seconds": Param(600, type="number", minimum=0),
         "auto_restart": Param(True, type="boolean"),
     },
     deadline=DeadlineAlert(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cdc_platform import names
 
-STREAM_QUERIES = ("cassandra", "redis", "rest")
+STREAM_QUERIES = names.STREAM_QUERIES
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class Thresholds:
     max_dlq_depth: int = 1_000
     max_parked: int = 0
     max_freshness_seconds: float = 300.0
+    # Quarantined records since the previous check, all reasons together.
+    max_new_quarantined: int = 1_000
+    # An event waits for its content row; a long wait means the content is missing or late.
+    max_waiting_seconds: float = 600.0
 
 
 @dataclass
@@ -36,6 +40,10 @@ class Metrics:
     dlq_depth: int | None = None
     parked_depth: int | None = None
     freshness_seconds: float | None = None
+    quarantined_new: dict[str, int] = field(default_factory=dict)
+    quarantined_total: dict[str, int] = field(default_factory=dict)
+    waiting_for_content: int | None = None
+    oldest_waiting_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +85,15 @@ def evaluate(m: Metrics, t: Thresholds) -> list[Breach]:
     if m.parked_depth is not None and m.parked_depth > t.max_parked:
         breaches.append(Breach("parked_depth", m.parked_depth, t.max_parked,
                                f"{m.parked_depth} DLQ entries are parked and need a person"))
+    new_quarantined = sum(m.quarantined_new.values())
+    if new_quarantined > t.max_new_quarantined:
+        breaches.append(Breach("quarantined_new", dict(m.quarantined_new), t.max_new_quarantined,
+                               f"{new_quarantined} records quarantined since the last check: "
+                               + ", ".join(f"{r}={n}" for r, n in sorted(m.quarantined_new.items()))))
+    if m.oldest_waiting_seconds is not None and m.oldest_waiting_seconds > t.max_waiting_seconds:
+        breaches.append(Breach("oldest_waiting_seconds", round(m.oldest_waiting_seconds), t.max_waiting_seconds,
+                               f"{m.waiting_for_content} events wait for their content row, the oldest for "
+                               f"{m.oldest_waiting_seconds:.0f}s"))
     if m.freshness_seconds is not None and m.freshness_seconds > t.max_freshness_seconds:
         breaches.append(Breach("freshness_seconds", round(m.freshness_seconds), t.max_freshness_seconds,
                                f"oldest unapplied change is {m.freshness_seconds:.0f}s old"))
@@ -111,7 +128,68 @@ def parse_offsets_file(text: str) -> dict[str, dict[int, int]]:
     return merged
 
 
+def read_progress(checkpoint_root: Path, query: str) -> dict | None:
+    """The stream's report of the query's last finished batch (see cdc_stream.job.record_progress)."""
+    path = checkpoint_root / names.STREAM_PROGRESS_DIR / f"{query}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 # --- collectors ---------------------------------------------------------------------------
+
+def core_metrics(checkpoint_root: Path, metrics: Metrics, now: float | None = None) -> None:
+    """The waiting room and the quarantine totals, from the core query's last batch report."""
+    report = read_progress(checkpoint_root, names.STREAM_CORE_QUERY)
+    if report is None:
+        return
+    metrics.waiting_for_content = report.get("waiting")
+    metrics.quarantined_total = report.get("quarantined_total") or {}
+    oldest = report.get("oldest_waiting_s")
+    if oldest is not None:
+        # The report is as old as the core query's last batch; the wait went on since.
+        metrics.oldest_waiting_seconds = round(oldest + max(0.0, (now or time.time()) - report["finished_at"]), 1)
+
+
+def quarantine_metrics(bootstrap: str, metrics: Metrics, topic: str = names.QUARANTINE_TOPIC,
+                       group: str = names.WATCHDOG_QUARANTINE_GROUP, max_records: int = 200_000,
+                       timeout_s: float = 30.0) -> None:
+    """Quarantined records by reason since the previous check: read with a consumer group whose
+    committed offsets mark what earlier checks counted."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "log_level": 0})
+    counts: dict[str, int] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        todo = {tp.partition for tp in committed if ends[tp.partition] > max(tp.offset, 0)}
+        if not todo:
+            metrics.quarantined_new = counts
+            return
+        consumer.assign([TopicPartition(topic, tp.partition, tp.offset) for tp in committed if tp.partition in todo])
+        seen, deadline = 0, time.monotonic() + timeout_s
+        while todo and seen < max_records and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            seen += 1
+            try:
+                reason = json.loads(message.value()).get("reason") or "unknown"
+            except (TypeError, ValueError):
+                reason = "unreadable"
+            counts[reason] = counts.get(reason, 0) + 1
+            if message.offset() + 1 >= ends[message.partition()]:
+                todo.discard(message.partition())
+        if seen:
+            consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    metrics.quarantined_new = counts
+
 
 def connector_metrics(connect, metrics: Metrics, auto_restart: bool = True) -> None:
     state = connect.status(names.CONNECTOR_NAME)

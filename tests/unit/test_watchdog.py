@@ -64,3 +64,34 @@ def test_latest_committed_offsets_reads_the_newest_committed_batch(tmp_path: Pat
     offsets, mtime = latest_committed_offsets(tmp_path)
     assert offsets["engagement_project1.public.engagement_events"][0] == 5
     assert mtime > 0
+
+
+def test_quarantine_rise_and_long_waits_for_content_breach():
+    t = Thresholds(max_new_quarantined=10, max_waiting_seconds=60)
+    m = healthy()
+    m.quarantined_new = {"negative_duration": 6, "unknown_content": 4}
+    m.waiting_for_content, m.oldest_waiting_seconds = 3, 60.0
+    assert evaluate(m, t) == []
+    m.quarantined_new["unparseable_json"] = 1
+    m.oldest_waiting_seconds = 61.0
+    checks = {b.check: b for b in evaluate(m, t)}
+    assert set(checks) == {"quarantined_new", "oldest_waiting_seconds"}
+    assert "unparseable_json=1" in checks["quarantined_new"].message
+    assert "3 events wait" in checks["oldest_waiting_seconds"].message
+
+
+def test_core_metrics_age_the_oldest_wait_since_the_last_report(tmp_path: Path):
+    import json
+
+    from cdc_platform import names
+    from cdc_platform.watchdog import core_metrics
+
+    m = Metrics()
+    core_metrics(tmp_path, m)
+    assert m.waiting_for_content is None
+    progress = tmp_path / names.STREAM_PROGRESS_DIR
+    progress.mkdir()
+    (progress / f"{names.STREAM_CORE_QUERY}.json").write_text(json.dumps(
+        {"waiting": 2, "oldest_waiting_s": 30.0, "finished_at": 1_000.0, "quarantined_total": {"x": 1}}))
+    core_metrics(tmp_path, m, now=1_045.0)
+    assert (m.waiting_for_content, m.oldest_waiting_seconds, m.quarantined_total) == (2, 75.0, {"x": 1})
