@@ -11,7 +11,7 @@ from cdc_platform.operators.stream import CdcStreamSubmitOperator
 DOC = """
 ### cdc_stream
 Submits `spark_jobs/spark_cdc_multi_sink.py` with `spark-submit` against the `spark_default`
-connection (`local[*]` in the local stack; a `spark://`, `k8s://` or `yarn` master works by
+connection (`local[8]` in the local stack; a `spark://`, `k8s://` or `yarn` master works by
 changing only the connection). Kafka, Cassandra, Redis and REST API details come from their
 Airflow connections; secrets travel in the environment, not on the command line.
 

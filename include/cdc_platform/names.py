@@ -27,9 +27,13 @@ EVENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.event_changes"
 CONTENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.content_changes"
 PENDING_TOPIC = f"{TOPIC_PREFIX}.stream.pending_events"
 
-# The stream's queries: the core query, then one query per sink. Each keeps its Spark
+# The stream's queries: the content and core queries (Debezium topics -> normalized topics), then one
+# query per sink. Each keeps its Spark
 # checkpoint (and progress file) under the checkpoint root in a directory of its name.
 STREAM_SINKS = ("cassandra", "redis", "rest")
+# The Spark master of the local stack (the spark_default connection).
+EMBEDDED_SPARK_MASTER = "local[8]"
+STREAM_CONTENT_QUERY = "content"
 STREAM_CORE_QUERY = "core"
 STREAM_PROGRESS_DIR = "_progress"  # under the checkpoint root: <query>.json, each query's last batch report
 
@@ -38,7 +42,7 @@ def sink_query(sink: str) -> str:
     return f"{sink}_sink"
 
 
-STREAM_QUERIES = (STREAM_CORE_QUERY, *(sink_query(sink) for sink in STREAM_SINKS))
+STREAM_QUERIES = (STREAM_CONTENT_QUERY, STREAM_CORE_QUERY, *(sink_query(sink) for sink in STREAM_SINKS))
 
 # Cassandra (history, the truth)
 CASSANDRA_KEYSPACE = "engagement"

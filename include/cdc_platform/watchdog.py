@@ -140,12 +140,17 @@ def read_progress(checkpoint_root: Path, query: str) -> dict | None:
 # --- collectors ---------------------------------------------------------------------------
 
 def core_metrics(checkpoint_root: Path, metrics: Metrics, now: float | None = None) -> None:
-    """The waiting room and the quarantine totals, from the core query's last batch report."""
+    """The waiting room, and the quarantine totals since the stream started, from the last batch
+    reports of the content and core queries."""
+    totals: dict[str, int] = {}
+    for query in (names.STREAM_CONTENT_QUERY, names.STREAM_CORE_QUERY):
+        for reason, count in ((read_progress(checkpoint_root, query) or {}).get("quarantined_total") or {}).items():
+            totals[reason] = totals.get(reason, 0) + count
+    metrics.quarantined_total = totals
     report = read_progress(checkpoint_root, names.STREAM_CORE_QUERY)
     if report is None:
         return
     metrics.waiting_for_content = report.get("waiting")
-    metrics.quarantined_total = report.get("quarantined_total") or {}
     oldest = report.get("oldest_waiting_s")
     if oldest is not None:
         # The report is as old as the core query's last batch; the wait went on since.

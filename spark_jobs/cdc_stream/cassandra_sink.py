@@ -15,6 +15,7 @@ and micro-batches.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import re
 import threading
@@ -28,11 +29,13 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from cdc_platform import names
+from cdc_stream import change_log
 
 DELETE = "d"
+# Its query reads the content changes too: only this sink keeps the content table.
+READS_CONTENT = True
 # Cassandra >= 4.0 speaks protocol v5; pinning it avoids a negotiation round trip (and its warnings).
 PROTOCOL_VERSION = 5
 CHUNK_ROWS = 500
@@ -115,25 +118,29 @@ def _uuid(value: str | None) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
 
 
-def event_params(row: dict, ingested_at: datetime) -> tuple[bool, tuple]:
-    """(is_delete, bind values) for one change; timestamps arrive as epoch millis."""
-    position = row["position"]
-    if row["op"] == DELETE:
-        return True, (position, row["id"])
+def _millis(micros: int | None) -> int | None:
+    return None if micros is None else micros // 1000
+
+
+def event_params(change: dict, ingested_at: datetime) -> tuple[bool, tuple]:
+    """(is_delete, bind values) for one decoded change (timestamps in epoch micros)."""
+    position = change["position"]
+    if change["op"] == DELETE:
+        return True, (position, change["id"])
     return False, (
-        row["id"], _uuid(row["content_id"]), _uuid(row["user_id"]), row["event_type"], row["event_ts_ms"],
-        row["duration_ms"], row["device"], row["raw_payload"], row["engagement_pct"], position, row["op"],
-        ingested_at, position,
+        change["id"], _uuid(change["content_id"]), _uuid(change["user_id"]), change["event_type"],
+        _millis(change["event_ts"]), change["duration_ms"], change["device"], change["raw_payload"],
+        change["engagement_pct"], position, change["op"], ingested_at, position,
     )
 
 
-def content_params(row: dict) -> tuple[bool, tuple]:
-    position = row["position"]
-    if row["op"] == DELETE:
-        return True, (position, _uuid(row["id"]))
+def content_params(change: dict) -> tuple[bool, tuple]:
+    position = change["position"]
+    if change["op"] == DELETE:
+        return True, (position, _uuid(change["id"]))
     return False, (
-        _uuid(row["id"]), row["slug"], row["title"], row["content_type"], row["length_seconds"],
-        row["publish_ts_ms"], position, position,
+        _uuid(change["id"]), change["slug"], change["title"], change["content_type"], change["length_seconds"],
+        _millis(change["publish_ts"]), position, position,
     )
 
 
@@ -143,57 +150,47 @@ def _chunks(rows: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _write_rows(rows: Iterable, target: CassandraTarget, table: str, columns: tuple[str, ...], to_params) -> int:
+@dataclass(frozen=True)
+class CassandraSinkStats:
+    events: int = 0
+    content: int = 0
+
+    def __add__(self, other: "CassandraSinkStats") -> "CassandraSinkStats":
+        return CassandraSinkStats(self.events + other.events, self.content + other.content)
+
+
+def write_partition(records: Iterable, target: CassandraTarget, content_topic: str) -> Iterator[CassandraSinkStats]:
+    """Apply one partition of normalized records (topic, value) to the events and content tables."""
     session = get_session(target.host, target.port)
-    upsert = _prepare(session, _upsert_cql(target.keyspace, table, columns))
-    delete = _prepare(session, _delete_cql(target.keyspace, table))
-    written = 0
-    for chunk in _chunks(rows, CHUNK_ROWS):
+    statements_for = {
+        False: (_prepare(session, _upsert_cql(target.keyspace, target.events_table, EVENT_COLUMNS)),
+                _prepare(session, _delete_cql(target.keyspace, target.events_table))),
+        True: (_prepare(session, _upsert_cql(target.keyspace, target.content_table, CONTENT_COLUMNS)),
+               _prepare(session, _delete_cql(target.keyspace, target.content_table))),
+    }
+    counts = {False: 0, True: 0}
+    for chunk in _chunks(records, CHUNK_ROWS):
         statements = []
         # ingested_at is when the row reached Cassandra: stamped per chunk, not per partition.
         ingested_at = datetime.now(timezone.utc)
-        for row in chunk:
-            is_delete, params = to_params(row.asDict(), ingested_at)
+        for topic, value in chunk:
+            is_content = topic == content_topic
+            change = change_log.decode(value)
+            is_delete, params = content_params(change) if is_content else event_params(change, ingested_at)
+            upsert, delete = statements_for[is_content]
             statements.append((delete if is_delete else upsert, params))
+            counts[is_content] += 1
         # Order inside a chunk does not matter: the write timestamps decide which change wins.
         execute_concurrent(session, statements, concurrency=CONCURRENCY, raise_on_first_error=True)
-        written += len(statements)
-    return written
+    yield CassandraSinkStats(events=counts[False], content=counts[True])
 
 
-def _write_event_partition(rows: Iterable, target: CassandraTarget) -> None:
-    _write_rows(rows, target, target.events_table, EVENT_COLUMNS, event_params)
+def write_records(records: DataFrame, target: CassandraTarget, content_topic: str) -> CassandraSinkStats:
+    """Apply normalized records (topic, value: change_log) to the events and content tables."""
+    run = functools.partial(write_partition, target=target, content_topic=content_topic)
+    return sum(records.select("topic", "value").rdd.mapPartitions(run).collect(), CassandraSinkStats())
 
 
-def _write_content_partition(rows: Iterable, target: CassandraTarget) -> None:
-    _write_rows(rows, target, target.content_table, CONTENT_COLUMNS, lambda row, _ingested_at: content_params(row))
-
-
-def write_changes(changes: DataFrame, target: CassandraTarget) -> None:
-    """Apply normalized changes (schemas.CHANGE) to the events table."""
-    # Timestamps leave Spark as epoch millis: Python datetimes from Spark are naive local time.
-    rows = changes.select(
-        "id", "op", "position", "content_id", "user_id", "event_type",
-        F.unix_millis(F.col("event_ts")).alias("event_ts_ms"),
-        "duration_ms", "device", "raw_payload", "engagement_pct",
-    )
-    rows.foreachPartition(lambda partition: _write_event_partition(partition, target))
-
-
-def write_content(content_changes: DataFrame, target: CassandraTarget) -> None:
-    """Apply content changes (schemas.CONTENT_CHANGE) to the content table."""
-    rows = content_changes.select(
-        "id", "op", "position", "slug", "title", "content_type", "length_seconds",
-        F.unix_millis(F.col("publish_ts")).alias("publish_ts_ms"),
-    )
-    rows.foreachPartition(lambda partition: _write_content_partition(partition, target))
-
-
-def write_batch(changes: DataFrame, batch_id: int, settings) -> None:
+def write_batch(records: DataFrame, batch_id: int, settings) -> CassandraSinkStats:
     """The sink interface shared with the Redis and REST sinks."""
-    write_changes(changes, CassandraTarget.from_settings(settings))
-
-
-def write_content_batch(content_changes: DataFrame, batch_id: int, settings) -> None:
-    """Content changes (schemas.CONTENT_CHANGE): only this sink keeps the content table."""
-    write_content(content_changes, CassandraTarget.from_settings(settings))
+    return write_records(records, CassandraTarget.from_settings(settings), settings.content_changes_topic)

@@ -1,72 +1,41 @@
-"""The content catalogue the core query enriches events with: content id -> length_seconds.
+"""The content catalogue events are enriched with: content id -> length_seconds.
 
-It lives on the driver and follows the content topic: rebuilt from the topic when the job starts
-(the topic keeps every change forever), then updated with each micro-batch's content changes
-before that batch's events are enriched. So enrichment depends on Kafka alone, never on a sink,
-and a new content row is used as soon as the stream reads it.
+It is read from the content topic, which keeps every content change forever: the latest change
+per id wins (by source position), and a deleted content is unknown. The core query joins its
+events with it (a stream-static join), so enrichment depends on Kafka alone, never on a sink.
+
+The catalogue is cached, and read again only when the content topic has grown: re-reading it
+for every micro-batch would cost a Kafka read and a shuffle per batch. An event whose content
+arrived after the last refresh waits in the waiting room until the next one, never longer.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Iterable
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from cdc_stream import schemas
+from cdc_stream import transforms
 
 log = logging.getLogger(__name__)
 
 DELETE = "d"
 
 
-@dataclass(frozen=True)
-class Entry:
-    position: int
-    length_seconds: int | None
-    deleted: bool
+def latest_content(content_changes: DataFrame) -> DataFrame:
+    """schemas.CONTENT_CHANGE rows -> schemas.CONTENT_LOOKUP: one row per content id whose latest
+    change is not a delete."""
+    latest = content_changes.groupBy("id").agg(
+        F.max_by(F.struct(F.col("op"), F.col("length_seconds")), F.col("position")).alias("latest"))
+    return latest.filter(F.col("latest.op") != F.lit(DELETE)).select(
+        F.col("id"), F.col("latest.length_seconds").alias("length_seconds"))
 
 
 class ContentCatalogue:
-    def __init__(self) -> None:
-        self._entries: dict[str, Entry] = {}
-        self._frame: DataFrame | None = None
-
-    def __len__(self) -> int:
-        return sum(1 for entry in self._entries.values() if not entry.deleted)
-
-    def apply(self, changes: Iterable) -> int:
-        """Apply content changes (id, op, position, length_seconds); the highest position wins,
-        so replays and reordering are harmless. Returns how many entries changed."""
-        changed = 0
-        for change in changes:
-            stored = self._entries.get(change["id"])
-            if stored is not None and stored.position >= change["position"]:
-                continue
-            self._entries[change["id"]] = Entry(change["position"], change["length_seconds"],
-                                                change["op"] == DELETE)
-            changed += 1
-        if changed and self._frame is not None:
-            self._frame.unpersist()
-            self._frame = None
-        return changed
-
-    def knows(self, content_id: str | None) -> bool:
-        entry = self._entries.get(content_id) if content_id else None
-        return entry is not None and not entry.deleted
-
-    def frame(self, spark: SparkSession) -> DataFrame:
-        """The catalogue as a cached lookup DataFrame (schemas.CONTENT_LOOKUP); rebuilt only after
-        a change, so a batch without content changes reuses the cached one."""
-        if self._frame is None:
-            rows = [(cid, entry.length_seconds) for cid, entry in self._entries.items() if not entry.deleted]
-            self._frame = spark.createDataFrame(rows, schemas.CONTENT_LOOKUP).cache()
-        return self._frame
-
-    def load(self, spark: SparkSession, bootstrap: str, topic: str) -> None:
-        """Replay the whole content topic (one batch read) into the catalogue."""
-        from cdc_stream import transforms
-
+    def __init__(self, spark: SparkSession, bootstrap: str, topic: str):
+        self.bootstrap = bootstrap
+        self.topic = topic
         records = (
             spark.read.format("kafka")
             .option("kafka.bootstrap.servers", bootstrap)
@@ -75,6 +44,34 @@ class ContentCatalogue:
             .option("endingOffsets", "latest")
             .load()
         )
+        # Rejected content records are quarantined by the content query.
         changes, _rejected = transforms.parse_content(records)
-        self.apply(row.asDict() for row in changes.select("id", "op", "position", "length_seconds").collect())
-        log.info("content catalogue: %d content rows from %s", len(self), topic)
+        # The plan to join with: Spark substitutes its cached data, refreshed by refresh().
+        self.frame = latest_content(changes)
+        self._end_offsets: dict[int, int] | None = None
+        self._consumer = None
+        self.known_ids: frozenset[str] = frozenset()
+
+    def refresh(self) -> bool:
+        """Cache the topic's current content if the topic grew since the last refresh."""
+        end_offsets = self._read_end_offsets()
+        if end_offsets == self._end_offsets:
+            return False
+        self.frame.unpersist()
+        # The cached plan fixes its Kafka offsets when it is built: at or after end_offsets.
+        self.frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self.known_ids = frozenset(row.id for row in self.frame.select("id").collect())
+        self._end_offsets = end_offsets
+        log.info("content catalogue: %d content rows, up to offsets %s of %s", len(self.known_ids), end_offsets,
+                 self.topic)
+        return True
+
+    def _read_end_offsets(self) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-catalogue",
+                                       "enable.auto.commit": False, "log_level": 0})
+        partitions = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+        return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
+                for p in partitions}

@@ -1,37 +1,69 @@
 """The normalized change topics: how the core query writes changes and the sink queries read them.
 
-The core query parses, validates and enriches each source record once and writes the result
-here; each sink query reads it back with one flat ``from_json``. Records are keyed by the row id,
-as the source topics are, so a row's changes stay in order within a partition (the sinks do not
+The content and core queries parse, validate and enrich each source record once and write the
+result here as flat JSON (timestamps as epoch microseconds); each sink query hands the record's
+text to its Python writer, which decodes it with ``decode``. Records are keyed by the row id, as
+the source topics are, so a row's changes stay in order within a partition (the sinks do not
 rely on it: every write is fenced by the change's source position).
 """
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from cdc_stream import quarantine, schemas
-
-# Microseconds survive the round trip (Spark's default JSON timestamp format keeps millis).
-JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
+from cdc_stream import quarantine, schemas, transforms
 
 # What the core query hands to the Kafka writer; reason and position only feed its batch report.
 OUTPUT_COLUMNS = ("topic", "key", "value", "reason", "position")
 
 
-def _json(schema) -> Column:
-    return F.to_json(F.struct(*(F.col(field.name) for field in schema.fields)), JSON_OPTIONS)
+def _wire_json(columns: list[Column], schema) -> Column:
+    """``columns`` (one per field of ``schema``) as the JSON text of a normalized record."""
+    return F.to_json(F.struct(*(
+        F.unix_micros(column).alias(field.name) if isinstance(field.dataType, T.TimestampType) else column
+        for column, field in zip(columns, schema.fields))), {"ignoreNullFields": "false"})
 
 
-def event_change_records(changes: DataFrame, topic: str) -> DataFrame:
-    """schemas.CHANGE rows as records of the event changes topic."""
-    return changes.select(
-        F.lit(topic).alias("topic"),
-        F.col("id").cast("string").alias("key"),
-        _json(schemas.CHANGE).alias("value"),
-        F.lit(None).cast("string").alias("reason"),
-        F.col("position"),
+def change_value() -> Column:
+    """A change (the columns of ``transforms.classify_events``) as its normalized record."""
+    return _wire_json(transforms.change_columns(), schemas.CHANGE)
+
+
+def change_records(changes: DataFrame, topic: str) -> DataFrame:
+    """schemas.CHANGE rows as records (topic, key, value) of the event changes topic."""
+    return changes.select(F.lit(topic).alias("topic"), F.col("id").cast("string").alias("key"),
+                          change_value().alias("value"))
+
+
+def event_records(classified: DataFrame, *, changes_topic: str, quarantine_topic: str,
+                  pending_topic: str) -> DataFrame:
+    """Each row of ``transforms.classify_events`` as one record of the topic it belongs to: a
+    change (schemas.CHANGE, keyed by row id), a quarantined record (keyed by its source key) or
+    a waiting event (keyed by its source record, for the compacted waiting room)."""
+    change, waiting = transforms.is_change(), transforms.is_waiting()
+    record_id = F.concat_ws("/", F.col("_src_topic"), F.col("_src_partition").cast("string"),
+                            F.col("_src_offset").cast("string"))
+    waiting_fields = [F.unix_millis(c).alias("timestamp_ms") if name == "timestamp" else c
+                      for name, c in zip(_names(schemas.WAITING_RECORD), transforms.waiting_columns())]
+    return classified.select(
+        F.when(change, F.lit(changes_topic)).when(waiting, F.lit(pending_topic))
+        .otherwise(F.lit(quarantine_topic)).alias("topic"),
+        F.when(change, F.col("id").cast("string")).when(waiting, record_id)
+        .otherwise(F.col("_src_key")).alias("key"),
+        F.when(change, change_value())
+        .when(waiting, F.to_json(F.struct(*waiting_fields)))
+        .otherwise(F.to_json(F.struct(*transforms.quarantine_columns()))).alias("value"),
+        F.when(transforms.is_quarantined(), F.col("_reason")).alias("reason"),
+        F.when(change, F.col("position")).alias("position"),
     )
+
+
+def _names(schema) -> list[str]:
+    return [field.name for field in schema.fields]
 
 
 def content_change_records(content_changes: DataFrame, topic: str) -> DataFrame:
@@ -39,49 +71,25 @@ def content_change_records(content_changes: DataFrame, topic: str) -> DataFrame:
     return content_changes.select(
         F.lit(topic).alias("topic"),
         F.col("id").alias("key"),
-        _json(schemas.CONTENT_CHANGE).alias("value"),
+        _wire_json([F.col(field.name) for field in schemas.CONTENT_CHANGE.fields], schemas.CONTENT_CHANGE)
+        .alias("value"),
         F.lit(None).cast("string").alias("reason"),
-        F.col("position"),
+        F.lit(None).cast("long").alias("position"),
     )
 
 
 def quarantine_records(rejected: DataFrame, topic: str) -> DataFrame:
     """schemas.QUARANTINE rows as records of the quarantine topic."""
-    return rejected.select(
-        F.lit(topic).alias("topic"),
-        F.col("key"),
-        quarantine.record_value().alias("value"),
-        F.col("reason"),
+    records = quarantine.to_kafka_records(rejected)
+    return records.select(
+        F.lit(topic).alias("topic"), F.col("key"), F.col("value"), F.col("reason"),
         F.lit(None).cast("long").alias("position"),
     )
 
 
-def waiting_records(waiting: DataFrame, topic: str) -> DataFrame:
-    """schemas.WAITING_RECORD rows as records of the waiting room topic, keyed by their source
-    record. A null pending_since_ms means "since this record's own timestamp" (parked now)."""
-    record_id = F.concat_ws("/", F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string"))
-    return waiting.select(
-        F.lit(topic).alias("topic"),
-        record_id.alias("key"),
-        F.to_json(F.struct(
-            F.col("key"), F.col("value"), F.col("topic"), F.col("partition"), F.col("offset"),
-            F.unix_millis(F.col("timestamp")).alias("timestamp_ms"), F.col("pending_since_ms"),
-            F.col("content_id"),
-        )).alias("value"),
-        F.lit(None).cast("string").alias("reason"),
-        F.lit(None).cast("long").alias("position"),
-    )
+def decode(value: bytes | str) -> dict[str, Any]:
+    """One record of a normalized topic as a dict; timestamps are epoch microseconds (ints).
 
-
-def read_event_changes(kafka_df: DataFrame) -> DataFrame:
-    """Records of the event changes topic (Kafka source columns) as schemas.CHANGE rows."""
-    parsed = F.from_json(F.col("value").cast("string"), schemas.CHANGE, JSON_OPTIONS)
-    return kafka_df.select(parsed.alias("change")).select(
-        *(F.col(f"change.{field.name}").alias(field.name) for field in schemas.CHANGE.fields))
-
-
-def read_content_changes(kafka_df: DataFrame) -> DataFrame:
-    """Records of the content changes topic as schemas.CONTENT_CHANGE rows."""
-    parsed = F.from_json(F.col("value").cast("string"), schemas.CONTENT_CHANGE, JSON_OPTIONS)
-    return kafka_df.select(parsed.alias("change")).select(
-        *(F.col(f"change.{field.name}").alias(field.name) for field in schemas.CONTENT_CHANGE.fields))
+    The sinks decode in Python: handing the JVM's JSON parse and a typed row per column to the
+    Python workers cost more than the JSON text itself, for every sink."""
+    return json.loads(value)

@@ -15,7 +15,7 @@ SINKS = names.STREAM_SINKS
 
 @dataclass(frozen=True)
 class SinkSettings:
-    """What every sink's ``write_batch(changes_df, batch_id, settings)`` receives.
+    """What every sink's ``write_batch(records_df, batch_id, settings)`` receives.
 
     Secrets (the Redis URL carries a password, the API token) are left out of repr,
     so logging the settings never leaks them.
@@ -30,6 +30,8 @@ class SinkSettings:
     dlq_topic: str = names.DLQ_TOPIC
     parked_topic: str = names.PARKED_TOPIC
     quarantine_topic: str = names.QUARANTINE_TOPIC
+    event_changes_topic: str = names.EVENT_CHANGES_TOPIC
+    content_changes_topic: str = names.CONTENT_CHANGES_TOPIC
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,7 @@ class JobConfig:
     sinks: tuple[str, ...] = SINKS
     events_topic: str = names.EVENTS_TOPIC
     content_topic: str = names.CONTENT_TOPIC
-    event_changes_topic: str = names.EVENT_CHANGES_TOPIC
-    content_changes_topic: str = names.CONTENT_CHANGES_TOPIC
+    heartbeat_topic: str = names.HEARTBEAT_TOPIC
     pending_topic: str = names.PENDING_TOPIC
     trigger_seconds: float = 0.5
     starting_offsets: str = "earliest"

@@ -1,12 +1,16 @@
-"""The core query: each Debezium record is read, parsed, validated and enriched exactly once.
+"""The content and core queries: each Debezium record is read, parsed, validated and enriched once.
 
-Per micro-batch (the batch's records are cached once, then):
-1. content changes are collected and applied to the driver's content catalogue;
-2. events, plus the waiting events that are now due, go through the transforms against it;
-3. changes, content changes and quarantined records are written to Kafka in one job;
-4. events still without content are parked in the waiting room.
-The sink queries read what step 3 wrote, so the core query depends on Kafka alone: no sink's
-outage can stop it, and it never waits on a sink.
+The core query's transforms are part of its streaming plan (built once when the query starts;
+Spark only re-plans it per micro-batch), enriching events through a stream-static join with the
+content catalogue (``catalogue.ContentCatalogue``). Each micro-batch reaches ``CoreBatch`` as
+finished records, one per source record: a change, a quarantined record or a waiting event,
+each with its topic. The batch function counts them, writes them to Kafka in one job, and keeps
+the waiting room: events read before their content row are parked, and released (run through
+the same transforms) once their content is known or their wait has expired.
+
+The content query turns content changes into the normalized content topic the same way.
+The sink queries read what these queries wrote, so both depend on Kafka alone: no sink's
+outage can stop them, and they never wait on a sink.
 """
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ class CoreTopics:
 @dataclass
 class CoreReport:
     batch_id: int
-    records: int = 0
     changes: int = 0
     content_changes: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
@@ -50,84 +53,127 @@ class CoreReport:
     oldest_waiting_s: float | None = None
     max_position: int | None = None
     duration_s: float = 0.0
+    # Seconds per step of the batch: where a slow batch spends its time.
+    steps: dict[str, float] = field(default_factory=dict)
 
 
-class CoreProcessor:
-    """The foreachBatch function of the core query."""
+def core_records(source: DataFrame, content_lookup: DataFrame, topics: CoreTopics) -> DataFrame:
+    """Source records (Kafka source columns or schemas.SOURCE_RECORD; streaming or not) -> the
+    records the core query writes (change_log.OUTPUT_COLUMNS). Records of other topics than the
+    events topic only wake the query up (see job.core_source_topics). One pass, so a streaming
+    plan built from it reads its Kafka source once."""
+    events = source.filter(F.col("topic") == F.lit(topics.events))
+    classified = transforms.classify_events(events, content_lookup)
+    return change_log.event_records(classified, changes_topic=topics.event_changes,
+                                    quarantine_topic=topics.quarantine, pending_topic=topics.pending)
 
-    def __init__(self, bootstrap: str, topics: CoreTopics, catalogue: ContentCatalogue, waiting: WaitingRoom,
-                 producer_options: dict[str, str] | None = None):
+
+def content_records(content: DataFrame, topics: CoreTopics) -> DataFrame:
+    """Records of the content topic -> content changes and quarantined content records."""
+    content_changes, content_rejected = transforms.parse_content(content)
+    return (change_log.content_change_records(content_changes, topics.content_changes)
+            .unionByName(change_log.quarantine_records(content_rejected, topics.quarantine)))
+
+
+class RecordWriter:
+    """Counts a micro-batch's output records into a report and writes them to Kafka in one job."""
+
+    def __init__(self, bootstrap: str, topics: CoreTopics, producer_options: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.topics = topics
-        self.catalogue = catalogue
-        self.waiting = waiting
         self.producer_options = producer_options or {}
         self.quarantined_total: Counter[str] = Counter()
+
+    def write(self, records: DataFrame, report: "CoreReport") -> list[str]:
+        """Returns the values of the records parked in the waiting room."""
+        records = records.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            parked_count = total = 0
+            for row in records.groupBy("topic", "reason").agg(
+                    F.count(F.lit(1)).alias("n"), F.max("position").alias("max_position")).collect():
+                total += row.n
+                if row.topic == self.topics.event_changes:
+                    report.changes += row.n
+                    report.max_position = max(report.max_position or 0, row.max_position)
+                elif row.topic == self.topics.content_changes:
+                    report.content_changes += row.n
+                elif row.topic == self.topics.pending:
+                    parked_count = row.n
+                else:
+                    report.quarantined[row.reason] = report.quarantined.get(row.reason, 0) + row.n
+                    self.quarantined_total[row.reason] += row.n
+            if total:
+                writer = records.select("topic", "key", "value").write.format("kafka")
+                for option, value in self.producer_options.items():
+                    writer = writer.option(f"kafka.{option}", value)
+                writer.option("kafka.bootstrap.servers", self.bootstrap).save()
+            if not parked_count:
+                return []
+            return [row.value for row in records.filter(F.col("topic") == F.lit(self.topics.pending))
+                    .select("value").collect()]
+        finally:
+            records.unpersist()
+
+
+class ContentBatch:
+    """The foreachBatch function of the content query: content changes, parsed once."""
+
+    def __init__(self, writer: RecordWriter):
+        self.writer = writer
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> "CoreReport":
+        started = time.monotonic()
+        batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", "content")
+        report = CoreReport(batch_id)
+        self.writer.write(content_records(batch_df, self.writer.topics), report)
+        report.duration_s = round(time.monotonic() - started, 3)
+        return report
+
+
+class CoreBatch:
+    """The foreachBatch function of the core query; ``batch_df`` holds ``core_records``."""
+
+    def __init__(self, writer: RecordWriter, catalogue: ContentCatalogue, waiting: WaitingRoom):
+        self.writer = writer
+        self.catalogue = catalogue
+        self.waiting = waiting
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> CoreReport:
         started = time.monotonic()
         spark = batch_df.sparkSession
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", "core")
-        records = transforms.source_records(batch_df).persist(StorageLevel.MEMORY_AND_DISK)
-        cached: list[DataFrame] = [records]
-        try:
-            report = self._process(spark, records, batch_id, cached)
-        finally:
-            for df in cached:
-                df.unpersist()
-        report.duration_s = round(time.monotonic() - started, 3)
-        self.quarantined_total.update(report.quarantined)
-        return report
-
-    def _process(self, spark, records: DataFrame, batch_id: int, cached: list[DataFrame]) -> CoreReport:
         report = CoreReport(batch_id)
-        content_changes, content_rejected = transforms.parse_content(
-            records.filter(F.col("topic") == F.lit(self.topics.content)))
-        content_rows = content_changes.select("id", "op", "position", "length_seconds").collect()
-        self.catalogue.apply(row.asDict() for row in content_rows)
-
+        clock = _StepClock(report.steps)
+        parked = self.writer.write(batch_df, report)
+        clock.lap("write")
+        if self.catalogue.refresh():
+            clock.lap("catalogue")
         now_ms = int(time.time() * 1000)
-        released = self.waiting.due(self.catalogue.knows, now_ms)
-        events = records.filter(F.col("topic") == F.lit(self.topics.events))
+        self.waiting.park(parked, now_ms)
+        # Parked by this batch and known already: their content arrived after this batch's plan
+        # was made, or after the last refresh. Released at once, not one batch later.
+        released = self.waiting.due(self.catalogue.known_ids.__contains__, now_ms) if len(self.waiting) else []
+        parked_again = []
         if released:
             rows = [e.source_record(expired=self.waiting.is_expired(e, now_ms)) for e in released]
-            events = events.unionByName(spark.createDataFrame(rows, schemas.SOURCE_RECORD))
-        batch = transforms.process_events(events, self.catalogue.frame(spark))
-
-        output = (
-            change_log.event_change_records(batch.changes, self.topics.event_changes)
-            .unionByName(change_log.content_change_records(content_changes, self.topics.content_changes))
-            .unionByName(change_log.quarantine_records(batch.quarantine.unionByName(content_rejected),
-                                                       self.topics.quarantine))
-            .unionByName(change_log.waiting_records(batch.waiting, self.topics.pending))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        cached.append(output)
-        parked_count = 0
-        for row in output.groupBy("topic", "reason").agg(
-                F.count(F.lit(1)).alias("n"), F.max("position").alias("max_position")).collect():
-            if row.topic == self.topics.event_changes:
-                report.changes, report.max_position = row.n, row.max_position
-            elif row.topic == self.topics.content_changes:
-                report.content_changes = row.n
-            elif row.topic == self.topics.pending:
-                parked_count = row.n
-            else:
-                report.quarantined[row.reason] = row.n
-        if report.changes or report.content_changes or report.quarantined or parked_count:
-            writer = output.select("topic", "key", "value").write.format("kafka")
-            for option, value in self.producer_options.items():
-                writer = writer.option(f"kafka.{option}", value)
-            writer.option("kafka.bootstrap.servers", self.bootstrap).save()
-
-        parked = []
-        if parked_count:
-            parked = [row.value for row in output.filter(F.col("topic") == F.lit(self.topics.pending))
-                      .select("value").collect()]
-        report.parked = len(parked)
-        report.resolved = self.waiting.settle(released, parked, now_ms)
-        report.released = len(released)
-        report.waiting = len(self.waiting)
+            again = core_records(spark.createDataFrame(rows, schemas.SOURCE_RECORD), self.catalogue.frame,
+                                 self.writer.topics)
+            parked_again = self.writer.write(again, report)
+            clock.lap("release")
+        report.resolved = self.waiting.settle(released, parked_again, now_ms)
+        report.parked, report.released, report.waiting = len(parked), len(released), len(self.waiting)
         oldest = self.waiting.oldest_since_ms()
         report.oldest_waiting_s = None if oldest is None else round((now_ms - oldest) / 1000, 1)
+        report.duration_s = round(time.monotonic() - started, 3)
         return report
+
+
+class _StepClock:
+    def __init__(self, steps: dict[str, float]):
+        self.steps = steps
+        self.last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps[step] = round(now - self.last, 3)
+        self.last = now

@@ -23,15 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cdc_platform import names
-from cdc_stream import change_log
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, JobConfig, SinkSettings, env_default
-from cdc_stream.core import CoreProcessor, CoreTopics
+from cdc_stream.core import ContentBatch, CoreBatch, CoreTopics, RecordWriter, core_records
 from cdc_stream.waiting_room import WaitingRoom
 
 log = logging.getLogger("cdc_stream")
@@ -50,11 +47,12 @@ WriteBatch = Callable[[DataFrame, int, SinkSettings], Any]
 
 @dataclasses.dataclass(frozen=True)
 class Sink:
-    """A sink module's ``write_batch(changes_df, batch_id, settings)``, and its optional
-    ``write_content_batch`` (content changes, same signature)."""
+    """A sink module's ``write_batch(records_df, batch_id, settings)``: records_df holds the
+    records (topic, value) of the normalized topics the sink reads (``READS_CONTENT``: the
+    content changes too, not only the event changes)."""
     name: str
     write_batch: WriteBatch
-    write_content_batch: WriteBatch | None = None
+    reads_content: bool = False
 
 
 def load_sink(name: str) -> Sink:
@@ -67,7 +65,7 @@ def load_sink(name: str) -> Sink:
     write_batch = getattr(module, "write_batch", None)
     if not callable(write_batch):
         raise RuntimeError(f"sink {name!r}: {module_name} has no write_batch(changes_df, batch_id, settings)")
-    return Sink(name, write_batch, getattr(module, "write_content_batch", None))
+    return Sink(name, write_batch, bool(getattr(module, "READS_CONTENT", False)))
 
 
 def record_progress(checkpoint_root: str, query: str, report: dict) -> None:
@@ -83,7 +81,8 @@ def record_progress(checkpoint_root: str, query: str, report: dict) -> None:
 
 
 class SinkProcessor:
-    """The foreachBatch function of one sink's query."""
+    """The foreachBatch function of one sink's query: the batch's records, as they are in Kafka
+    (topic and JSON value), go to the sink's ``write_batch``."""
 
     def __init__(self, sink: Sink, config: JobConfig):
         self.sink = sink
@@ -92,42 +91,33 @@ class SinkProcessor:
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", self.sink.name)
-        report: dict[str, Any] = {"sink": self.sink.name, "batch_id": batch_id}
-        if self.sink.write_content_batch is not None:
-            batch_df = batch_df.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            if self.sink.write_content_batch is not None:
-                content = batch_df.filter(F.col("topic") == F.lit(self.config.content_changes_topic))
-                self.sink.write_content_batch(change_log.read_content_changes(content), batch_id,
-                                              self.config.settings)
-            events = batch_df.filter(F.col("topic") == F.lit(self.config.event_changes_topic))
-            result = self.sink.write_batch(change_log.read_event_changes(events), batch_id, self.config.settings)
-        finally:
-            if self.sink.write_content_batch is not None:
-                batch_df.unpersist()
+        result = self.sink.write_batch(batch_df.select("topic", "value"), batch_id, self.config.settings)
+        report: dict[str, Any] = {"sink": self.sink.name, "batch_id": batch_id,
+                                  "duration_s": round(time.monotonic() - started, 3)}
         if dataclasses.is_dataclass(result):
             report["result"] = dataclasses.asdict(result)
-        report["duration_s"] = round(time.monotonic() - started, 3)
         log.info("%s batch=%d %s duration=%.2fs", names.sink_query(self.sink.name), batch_id,
                  report.get("result", ""), report["duration_s"])
         record_progress(self.config.checkpoint_root, names.sink_query(self.sink.name), report)
 
 
-class CoreBatch:
-    """foreachBatch of the core query: runs the processor and reports the batch."""
+class ReportedBatch:
+    """foreachBatch of the content and core queries: runs the batch and reports it."""
 
-    def __init__(self, processor: CoreProcessor, config: JobConfig):
-        self.processor = processor
+    def __init__(self, query: str, batch, writer: RecordWriter, config: JobConfig):
+        self.query = query
+        self.batch = batch
+        self.writer = writer
         self.config = config
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        report = dataclasses.asdict(self.processor(batch_df, batch_id))
-        report["quarantined_total"] = dict(self.processor.quarantined_total)
-        log.info("core batch=%d changes=%d content=%d quarantined=%s released=%d parked=%d waiting=%d "
-                 "max_position=%s duration=%.2fs", batch_id, report["changes"], report["content_changes"],
-                 report["quarantined"], report["released"], report["parked"], report["waiting"],
-                 report["max_position"], report["duration_s"])
-        record_progress(self.config.checkpoint_root, names.STREAM_CORE_QUERY, report)
+        report = dataclasses.asdict(self.batch(batch_df, batch_id))
+        report["quarantined_total"] = dict(self.writer.quarantined_total)
+        log.info("%s batch=%d changes=%d content=%d quarantined=%s released=%d parked=%d waiting=%d "
+                 "max_position=%s duration=%.2fs steps=%s", self.query, batch_id, report["changes"],
+                 report["content_changes"], report["quarantined"], report["released"], report["parked"],
+                 report["waiting"], report["max_position"], report["duration_s"], report["steps"])
+        record_progress(self.config.checkpoint_root, self.query, report)
 
 
 def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> DataFrame:
@@ -155,8 +145,15 @@ def _start(df: DataFrame, query: str, function, config: JobConfig):
 
 def core_topics(config: JobConfig) -> CoreTopics:
     return CoreTopics(events=config.events_topic, content=config.content_topic,
-                      event_changes=config.event_changes_topic, content_changes=config.content_changes_topic,
+                      event_changes=config.settings.event_changes_topic, content_changes=config.settings.content_changes_topic,
                       quarantine=config.settings.quarantine_topic, pending=config.pending_topic)
+
+
+def core_source_topics(config: JobConfig) -> list[str]:
+    """The events topic, plus topics that only start a core micro-batch when no event arrives: a
+    new content row (its waiting events are released) and Debezium's heartbeat, every few
+    seconds (waits expire)."""
+    return [config.events_topic, config.content_topic, config.heartbeat_topic]
 
 
 def ensure_stream_topics(config: JobConfig) -> None:
@@ -164,35 +161,42 @@ def ensure_stream_topics(config: JobConfig) -> None:
     from cdc_platform.provisioning import create_topics, stream_topics
 
     created = create_topics(config.settings.bootstrap, stream_topics(
-        config.event_changes_topic, config.content_changes_topic, config.pending_topic))
+        config.settings.event_changes_topic, config.settings.content_changes_topic, config.pending_topic))
     if created:
         log.info("created stream topics %s", created)
 
 
 def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink]) -> dict[str, Callable]:
-    """One function per query that starts it; the core query reloads its catalogue and waiting
-    room each time, so a restarted core query starts from exactly what Kafka holds."""
+    """One function per query that starts it; the core query reloads its waiting room each time,
+    so a restarted core query starts from exactly what Kafka holds."""
+
+    def start_content():
+        writer = RecordWriter(config.settings.bootstrap, core_topics(config), CHANGE_PRODUCER_OPTIONS)
+        return _start(read_topics(spark, config, [config.content_topic]), names.STREAM_CONTENT_QUERY,
+                      ReportedBatch(names.STREAM_CONTENT_QUERY, ContentBatch(writer), writer, config), config)
 
     def start_core():
-        catalogue = ContentCatalogue()
-        catalogue.load(spark, config.settings.bootstrap, config.content_topic)
+        topics = core_topics(config)
+        catalogue = ContentCatalogue(spark, config.settings.bootstrap, config.content_topic)
+        catalogue.refresh()
         waiting = WaitingRoom(config.settings.bootstrap, config.pending_topic, config.max_content_wait_seconds)
         waiting.load()
-        processor = CoreProcessor(config.settings.bootstrap, core_topics(config), catalogue, waiting,
-                                  CHANGE_PRODUCER_OPTIONS)
-        source = read_topics(spark, config, [config.events_topic, config.content_topic])
-        return _start(source, names.STREAM_CORE_QUERY, CoreBatch(processor, config), config)
+        writer = RecordWriter(config.settings.bootstrap, topics, CHANGE_PRODUCER_OPTIONS)
+        source = read_topics(spark, config, core_source_topics(config))
+        return _start(core_records(source, catalogue.frame, topics), names.STREAM_CORE_QUERY,
+                      ReportedBatch(names.STREAM_CORE_QUERY, CoreBatch(writer, catalogue, waiting), writer, config),
+                      config)
 
     def sink_starter(sink: Sink):
         def start():
-            topics = [config.event_changes_topic]
-            if sink.write_content_batch is not None:
-                topics.append(config.content_changes_topic)
+            topics = [config.settings.event_changes_topic]
+            if sink.reads_content:
+                topics.append(config.settings.content_changes_topic)
             return _start(read_topics(spark, config, topics), names.sink_query(sink.name),
                           SinkProcessor(sink, config), config)
         return start
 
-    starters = {names.STREAM_CORE_QUERY: start_core}
+    starters = {names.STREAM_CONTENT_QUERY: start_content, names.STREAM_CORE_QUERY: start_core}
     for name, sink in sinks.items():
         starters[names.sink_query(name)] = sink_starter(sink)
     return starters
@@ -209,11 +213,13 @@ class SupervisedQuery:
         self.failures = 0
         self.restart_at = 0.0
         self.started_at = 0.0
+        self.logged_batch = None
 
     def poll(self, now: float) -> None:
         if self.query is not None and self.query.isActive:
             if self.failures and now - self.started_at > MAX_RESTART_BACKOFF_S:
                 self.failures = 0  # healthy for a while: the next failure starts the backoff over
+            self._log_progress()
             return
         if self.query is not None:
             self._failed(now, str(self.query.exception() or "query stopped"))
@@ -226,6 +232,15 @@ class SupervisedQuery:
             log.info("started query %s (checkpoint %s)", self.name, self.config.checkpoint(self.name))
         except Exception as exc:  # noqa: BLE001 - a query that cannot start waits and retries
             self._failed(now, f"{type(exc).__name__}: {exc}")
+
+    def _log_progress(self) -> None:
+        """Spark's own account of the last micro-batch (where its time went), once per batch."""
+        progress = self.query.lastProgress
+        if not progress or progress.get("batchId") == self.logged_batch:
+            return
+        self.logged_batch = progress.get("batchId")
+        log.info("%s spark batch=%s rows=%s durations_ms=%s", self.name, self.logged_batch,
+                 progress.get("numInputRows"), progress.get("durationMs"))
 
     def _failed(self, now: float, error: str) -> None:
         self.failures += 1
@@ -337,6 +352,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--event-changes-topic", default=names.EVENT_CHANGES_TOPIC)
     p.add_argument("--content-changes-topic", default=names.CONTENT_CHANGES_TOPIC)
     p.add_argument("--pending-topic", default=names.PENDING_TOPIC, help="the waiting room of events without content")
+    p.add_argument("--heartbeat-topic", default=names.HEARTBEAT_TOPIC,
+                   help="Debezium's heartbeat topic: wakes the core query up while no event arrives")
     p.add_argument("--dlq-topic", default=names.DLQ_TOPIC)
     p.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
     p.add_argument("--log-level", default=env_default("CDC_LOG_LEVEL", "INFO"))
@@ -363,6 +380,8 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         api_token=args.api_token,
         dlq_topic=args.dlq_topic,
         quarantine_topic=args.quarantine_topic,
+        event_changes_topic=args.event_changes_topic,
+        content_changes_topic=args.content_changes_topic,
     )
     try:
         return JobConfig(
@@ -374,9 +393,8 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             trigger_seconds=args.trigger_seconds,
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or None,
-            event_changes_topic=args.event_changes_topic,
-            content_changes_topic=args.content_changes_topic,
             pending_topic=args.pending_topic,
+            heartbeat_topic=args.heartbeat_topic,
             max_content_wait_seconds=args.max_content_wait_seconds,
         )
     except ValueError as exc:

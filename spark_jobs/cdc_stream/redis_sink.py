@@ -16,6 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from cdc_platform.aggregates import ApplyStats, Change, apply_changes, commit_batch
+from cdc_stream import change_log
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -40,21 +41,21 @@ def client_for(redis_url: str) -> redis.Redis:
         return client
 
 
-def to_change(row: Any) -> Change:
-    """A Change from a row with id, op, position, content_id, event_ts_ms, device, engagement_pct."""
-    if row["id"] is None:
+def to_change(change: dict) -> Change:
+    """A Change from a decoded normalized change (change_log.decode; event_ts in epoch micros)."""
+    if change.get("id") is None:
         raise ValueError("change without an id")
-    if row["position"] is None:
-        raise ValueError(f"change for row {row['id']} without a position")
-    pct = row["engagement_pct"]
-    ts = row["event_ts_ms"]
-    return Change(id=int(row["id"]), op=row["op"], position=int(row["position"]), content_id=row["content_id"],
-                  event_ts_ms=None if ts is None else int(ts), device=row["device"],
-                  engagement_pct=None if pct is None else float(pct))
+    if change.get("position") is None:
+        raise ValueError(f"change for row {change['id']} without a position")
+    pct = change.get("engagement_pct")
+    ts = change.get("event_ts")
+    return Change(id=int(change["id"]), op=change["op"], position=int(change["position"]),
+                  content_id=change.get("content_id"), event_ts_ms=None if ts is None else int(ts) // 1000,
+                  device=change.get("device"), engagement_pct=None if pct is None else float(pct))
 
 
-def apply_partition(redis_url: str, rows: Iterable[Any]) -> Iterator[ApplyStats]:
-    """Apply one partition's rows and yield its stats (a single element).
+def apply_partition(redis_url: str, records: Iterable[Any]) -> Iterator[ApplyStats]:
+    """Apply one partition's records (topic, value) and yield its stats (a single element).
 
     A row that cannot become a Change is a contract breach upstream (the transforms
     quarantine bad records): it is logged with its reason and counted, not applied.
@@ -63,33 +64,26 @@ def apply_partition(redis_url: str, rows: Iterable[Any]) -> Iterator[ApplyStats]
 
     def changes() -> Iterator[Change]:
         nonlocal rejected
-        for row in rows:
+        for _topic, value in records:
             try:
-                yield to_change(row)
-            except (ValueError, TypeError) as exc:
+                yield to_change(change_log.decode(value))
+            except (ValueError, TypeError, KeyError) as exc:
                 rejected += 1
-                log.error("redis sink: rejected change %s: %s", row, exc)
+                log.error("redis sink: rejected change %r: %s", value, exc)
 
     stats = apply_changes(client_for(redis_url), changes())
     yield ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=rejected)
 
 
-def write_batch(changes_df: "DataFrame", batch_id: int, settings) -> ApplyStats:
-    """Apply a micro-batch of normalized changes, then record batch_id in the watermark.
+def write_batch(records: "DataFrame", batch_id: int, settings) -> ApplyStats:
+    """Apply a micro-batch of normalized records (topic, value), then record batch_id in the watermark.
 
     Partitions are applied in parallel, each through its process's cached client, with
     mapPartitions rather than foreachPartition so the per-partition stats reach the driver.
     """
-    from pyspark.sql import functions as F
-
     redis_url = settings.redis_url
-    # Epoch millis computed by Spark: no Python timezone conversion of the timestamp.
-    rows = changes_df.select(
-        F.col("id"), F.col("op"), F.col("position"), F.col("content_id"),
-        F.unix_millis(F.col("event_ts")).alias("event_ts_ms"),
-        F.col("device"), F.col("engagement_pct"),
-    )
-    partials = rows.rdd.mapPartitions(functools.partial(apply_partition, redis_url)).collect()
+    partials = records.select("topic", "value").rdd.mapPartitions(
+        functools.partial(apply_partition, redis_url)).collect()
     stats = sum(partials, ApplyStats())
     commit_batch(client_for(redis_url), batch_id)
     if stats.rejected:

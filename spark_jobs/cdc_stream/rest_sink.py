@@ -19,11 +19,11 @@ from typing import Any, Iterable, Iterator
 
 import requests
 from pyspark.sql import DataFrame, Row
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdc_platform import names, semantics
 from cdc_platform.delivery import dlq
+from cdc_platform.restapi import MAX_BATCH_ITEMS
 from cdc_platform.delivery.rest_client import (
     CircuitBreaker,
     DeliveryItem,
@@ -31,15 +31,18 @@ from cdc_platform.delivery.rest_client import (
     deliver,
     make_session,
 )
+from cdc_stream import change_log, schemas
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 200
+# As large as the service takes: one request and one fsync there per BATCH_SIZE changes.
+BATCH_SIZE = MAX_BATCH_ITEMS
 HTTP_TIMEOUT_S = 5.0
 # A few quick retries only: the DLQ reprocess job retries later with a far longer backoff.
 SINK_POLICY = RetryPolicy(max_attempts=3, base_backoff_s=0.5, max_backoff_s=4.0)
 
-KEY_COLUMNS = ("id", "position")
+# Normalized changes carry timestamps as epoch micros; the REST events carry them as ISO-8601.
+TIMESTAMP_COLUMNS = tuple(f.name for f in schemas.CHANGE.fields if isinstance(f.dataType, T.TimestampType))
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -122,9 +125,10 @@ def _writer(bootstrap: str) -> dlq.DlqWriter:
     return _WRITERS[bootstrap]
 
 
-def deliver_partition(rows: Iterator[Row], *, api_url: str, api_token: str, bootstrap: str, dlq_topic: str,
+def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootstrap: str, dlq_topic: str,
                       parked_topic: str, timestamp_columns: tuple[str, ...]) -> Iterator[RestSinkStats]:
-    """Deliver one partition in batches of BATCH_SIZE; yields the partition's counts."""
+    """Deliver one partition of normalized records (topic, value) in batches of BATCH_SIZE;
+    yields the partition's counts."""
     session, writer, breaker = _session(api_url), _writer(bootstrap), CircuitBreaker()
     counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
     chunk: list[DeliveryItem] = []
@@ -137,9 +141,15 @@ def deliver_partition(rows: Iterator[Row], *, api_url: str, api_token: str, boot
         counts["delivered"] += len(result.delivered)
         counts["dead_lettered"] += len(result.failed)
 
-    for row in rows:
+    for _topic, value in records:
         counts["rows"] += 1
-        record = row.asDict(recursive=True)
+        try:
+            record = change_log.decode(value)
+        except ValueError as exc:
+            record = {"undecodable_value": value.decode(errors="replace") if isinstance(value, bytes) else value}
+            writer.send(parked_topic, _unkeyed_entry(record, f"not a normalized change ({exc}), cannot be delivered"))
+            counts["parked"] += 1
+            continue
         try:
             chunk.append(build_item(record, timestamp_columns))
         except UnkeyedChange as exc:
@@ -155,34 +165,19 @@ def deliver_partition(rows: Iterator[Row], *, api_url: str, api_token: str, boot
     yield RestSinkStats(**counts)
 
 
-def _shippable(changes_df: DataFrame) -> tuple[DataFrame, tuple[str, ...]]:
-    """The changes with timestamps as epoch micros: Python would otherwise turn them into
-    naive datetimes in the worker's local time zone."""
-    timestamp_columns = tuple(f.name for f in changes_df.schema.fields if isinstance(f.dataType, T.TimestampType))
-    shipped = changes_df.select(*[
-        F.unix_micros(F.col(name)).alias(name) if name in timestamp_columns else F.col(name)
-        for name in changes_df.columns
-    ])
-    return shipped, timestamp_columns
-
-
-def write_batch(changes_df: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
+def write_batch(records: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
                 parked_topic: str = names.PARKED_TOPIC) -> RestSinkStats:
-    """foreachBatch body of the REST sink. Reads ``settings.api_url``, ``settings.api_token``
-    and ``settings.bootstrap`` (Kafka, for the DLQ)."""
+    """foreachBatch body of the REST sink: normalized records (topic, value). Reads
+    ``settings.api_url``, ``settings.api_token`` and ``settings.bootstrap`` (Kafka, for the DLQ)."""
     api_url, api_token, bootstrap = settings.api_url, settings.api_token, settings.bootstrap
     if not api_url or not api_token or not bootstrap:
         raise ValueError("the REST sink needs settings.api_url, settings.api_token and settings.bootstrap")
-    missing = [c for c in KEY_COLUMNS if c not in changes_df.columns]
-    if missing:
-        raise ValueError(f"changes lack the idempotency key columns {missing}; got {changes_df.columns}")
     topics = (bootstrap, dlq_topic, parked_topic)
     if topics not in _ENSURED_TOPICS:
         dlq.ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
         _ENSURED_TOPICS.add(topics)
-    shipped, timestamp_columns = _shippable(changes_df)
     run = functools.partial(deliver_partition, api_url=api_url, api_token=api_token, bootstrap=bootstrap,
-                            dlq_topic=dlq_topic, parked_topic=parked_topic, timestamp_columns=timestamp_columns)
-    stats = sum(shipped.rdd.mapPartitions(run).collect(), RestSinkStats())
+                            dlq_topic=dlq_topic, parked_topic=parked_topic, timestamp_columns=TIMESTAMP_COLUMNS)
+    stats = sum(records.select("topic", "value").rdd.mapPartitions(run).collect(), RestSinkStats())
     log.info("REST sink batch %s: %s", batch_id, stats)
     return stats

@@ -1,12 +1,12 @@
 """Pure DataFrame transforms of the CDC stream: Kafka records in, normalized changes out.
 
-    Kafka rows -> source_records -> parse_events -> clean -> validate -> enrich -> select_changes -> changes
+    Kafka rows -> source_records -> parse envelope -> clean -> validate -> enrich -> classified
 
-Tombstones are set aside first; parse_events, validate and enrich each split their input into
-rows that go on and rows quarantined with a reason, so every Kafka record ends up in exactly one
-of {changes, quarantine, waiting, tombstones}. Until the final ``select_changes``, rows carry their
-Kafka origin (``_src_*`` columns), so a record rejected at any stage is quarantined, and a record
-whose content row has not arrived yet is set aside as waiting, with its original key and value.
+Tombstones are set aside first. ``classify_events`` keeps every other record once, with the
+first rule it fails as its ``_reason`` (null for a change), so every Kafka record ends up in
+exactly one of {changes, quarantine, waiting, tombstones}. Rows carry their Kafka origin
+(``_src_*`` columns), so a rejected record is quarantined, and a record whose content row has
+not arrived yet is set aside as waiting, with its original key and value.
 
 No rule reads the clock: the future-timestamp check is relative to the record's capture time
 (its Kafka timestamp), so a replayed record is classified exactly as the first time, and the
@@ -34,6 +34,8 @@ DELETE = "d"
 SOURCE_COLUMNS = ("_src_topic", "_src_partition", "_src_offset", "_src_key", "_src_value", "_src_timestamp",
                   "_src_pending_since_ms", "_src_expired")
 _REASON = "_reason"
+# A _reason that is no rejection: the event waits for its content row (see classify_events).
+WAITING = "waiting"
 _UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\z"
 
 
@@ -104,23 +106,11 @@ def count_tombstones(kafka_df: DataFrame) -> int:
     return tombstones(kafka_df).count()
 
 
-def _to_quarantine(rejected: DataFrame) -> DataFrame:
-    return rejected.select(
-        F.col("_src_topic").alias("topic"),
-        F.col("_src_partition").alias("partition"),
-        F.col("_src_offset").alias("offset"),
-        F.col("_src_key").alias("key"),
-        F.col("_src_value").alias("value"),
-        F.col(_REASON).alias("reason"),
-        F.col("_src_timestamp").alias("captured_at"),
-    )
-
-
 def _split(df: DataFrame, reason: Column) -> tuple[DataFrame, DataFrame]:
     """Rows with a null reason go on (without the reason column); the others are quarantined."""
     tagged = df.withColumn(_REASON, reason)
     kept = tagged.filter(F.col(_REASON).isNull()).drop(_REASON)
-    return kept, _to_quarantine(tagged.filter(F.col(_REASON).isNotNull()))
+    return kept, tagged.filter(F.col(_REASON).isNotNull()).select(*quarantine_columns())
 
 
 def _no_reason() -> Column:
@@ -176,31 +166,6 @@ def _envelope_reason() -> Column:
     )
 
 
-def parse_events(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Parse engagement_events change records (Kafka source columns) into (parsed, quarantine).
-
-    Tombstones are excluded from both (see ``tombstones``). ``parsed`` has the row image's
-    columns as Debezium sends them (event_ts in epoch micros) plus op, position, source_ts_ms
-    and the ``_src_*`` origin columns.
-    """
-    parsed = _parse_envelope(kafka_df, schemas.ENGAGEMENT_EVENT_ENVELOPE)
-    kept, rejected = _split(parsed, _envelope_reason().otherwise(_no_reason()))
-    return kept.select(
-        F.col("_img.id").alias("id"),
-        F.col("_env.op").alias("op"),
-        F.col("_env.source.lsn").alias("position"),
-        F.col("_env.source.ts_ms").alias("source_ts_ms"),
-        F.col("_img.content_id").alias("content_id"),
-        F.col("_img.user_id").alias("user_id"),
-        F.col("_img.event_type").alias("event_type"),
-        F.col("_img.event_ts").alias("event_ts"),
-        F.col("_img.duration_ms").alias("duration_ms"),
-        F.col("_img.device").alias("device"),
-        F.col("_img.raw_payload").alias("raw_payload"),
-        *SOURCE_COLUMNS,
-    ), rejected
-
-
 def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parse content change records into (content changes as schemas.CONTENT_CHANGE, quarantine)."""
     parsed = _parse_envelope(kafka_df, schemas.CONTENT_ENVELOPE)
@@ -222,74 +187,105 @@ def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
     ), rejected
 
 
-def clean(parsed: DataFrame) -> DataFrame:
-    """Normalize event_type, device and the UUIDs' case; event_ts from epoch micros to a timestamp.
+def classify_events(kafka_df: DataFrame, content_lookup: DataFrame) -> DataFrame:
+    """Every non-tombstone record of the events topic once, parsed, cleaned and enriched, with
+    ``_reason``: null for a change, WAITING for a valid event whose content is unknown, or the
+    reason it is quarantined. The rules apply in order (parsing, validation, content) and the
+    first one that fails names the reason.
 
-    raw_payload stays the JSON text Debezium sent.
+    One row per record lets a caller derive every output from one cached result: the JSON
+    is parsed once, not once per output (see ``changes``, ``quarantine``, ``waiting``).
+    ``content_lookup`` (id, length_seconds) must hold one row per id, so the join can never fan
+    a change out; the job's catalogue is a dict, so it does.
     """
-    return parsed.select(
-        F.col("id"),
-        F.col("op"),
-        F.col("position"),
-        F.col("source_ts_ms"),
-        F.lower(F.col("content_id")).alias("content_id"),
-        F.lower(F.col("user_id")).alias("user_id"),
-        normalize_event_type(F.col("event_type")).alias("event_type"),
-        F.timestamp_micros(F.col("event_ts")).alias("event_ts"),
-        F.col("duration_ms"),
-        normalize_device(F.col("device")).alias("device"),
-        F.col("raw_payload"),
+    parsed = _parse_envelope(kafka_df, schemas.ENGAGEMENT_EVENT_ENVELOPE)
+    cleaned = parsed.select(
         *SOURCE_COLUMNS,
+        _envelope_reason().otherwise(_no_reason()).alias("_parse_reason"),
+        F.col("_img.id").alias("id"),
+        F.col("_env.op").alias("op"),
+        F.col("_env.source.lsn").alias("position"),
+        F.col("_env.source.ts_ms").alias("source_ts_ms"),
+        F.lower(F.col("_img.content_id")).alias("content_id"),
+        F.lower(F.col("_img.user_id")).alias("user_id"),
+        normalize_event_type(F.col("_img.event_type")).alias("event_type"),
+        F.timestamp_micros(F.col("_img.event_ts")).alias("event_ts"),
+        F.col("_img.duration_ms").alias("duration_ms"),
+        normalize_device(F.col("_img.device")).alias("device"),
+        F.col("_img.raw_payload").alias("raw_payload"),  # stays the JSON text Debezium sent
+    )
+    lookup = content_lookup.select(
+        F.lower(F.col("id")).alias("_content_id"),
+        F.col("length_seconds").cast("int").alias("length_seconds"),
+    )
+    joined = cleaned.join(F.broadcast(lookup), on=F.col("content_id") == F.col("_content_id"), how="left")
+    reason = F.coalesce(F.col("_parse_reason"), _validation_reason(), _content_reason())
+    return joined.select(
+        *(c for c in joined.columns if c not in ("_parse_reason", "_content_id")),
+        engagement_pct(F.col("duration_ms"), F.col("length_seconds")).alias("engagement_pct"),
+        reason.alias(_REASON),
     )
 
 
-def validate(cleaned: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Split cleaned changes into (valid, quarantine).
-
-    Deletes only need the row id (checked at parsing): a delete must always reach the sinks,
+def _validation_reason() -> Column:
+    """Deletes only need the row id (checked at parsing): a delete must always reach the sinks,
     whatever its before-image holds, so that a row never outlives its deletion.
-    An event_ts is too far in the future relative to the record's capture time (its Kafka timestamp).
-    """
+    An event_ts is too far in the future relative to the record's capture time (its Kafka
+    timestamp), so a replayed record is judged exactly as the first time."""
     required = ("content_id", "user_id", "event_type", "event_ts")
-    reason = (
+    return (
         F.when(F.col("op") == F.lit(DELETE), _no_reason())
         .when(functools.reduce(lambda a, b: a | b, (F.col(c).isNull() for c in required)),
               F.lit(Q.MISSING_REQUIRED_FIELD))
         .when(~_is_uuid(F.col("content_id")) | ~_is_uuid(F.col("user_id")), F.lit(Q.MALFORMED_FIELD))
         .when(F.col("duration_ms") < F.lit(0), F.lit(Q.NEGATIVE_DURATION))
         .when(is_too_far_in_future(F.col("event_ts"), F.col("_src_timestamp")), F.lit(Q.FUTURE_EVENT_TS))
-        .otherwise(_no_reason())
     )
-    return _split(cleaned, reason)
 
 
-_WAITING = "waiting"
-
-
-def enrich(valid: DataFrame, content_lookup: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Join content length (content_lookup: id, length_seconds) and compute engagement_pct.
-
-    Returns (enriched, waiting, quarantine). A non-delete change whose content is unknown waits
-    for it (schemas.WAITING_RECORD), unless its wait has expired (``_src_expired``, decided by
-    the waiting room): then it is quarantined as unknown_content. A delete never waits.
-    ``content_lookup`` must hold one row per id (the job's catalogue is a dict), so the join
-    can never fan a change out.
-    """
-    lookup = content_lookup.select(
-        F.lower(F.col("id")).alias("_content_id"),
-        F.col("length_seconds").cast("int").alias("_content_length_seconds"),
-    )
-    joined = valid.join(F.broadcast(lookup), on=F.col("content_id") == F.col("_content_id"), how="left")
+def _content_reason() -> Column:
+    """A non-delete change whose content is unknown waits for it, unless its wait has expired
+    (``_src_expired``, decided by the waiting room): then it is quarantined. A delete never waits."""
     content_unknown = (F.col("op") != F.lit(DELETE)) & F.col("_content_id").isNull()
-    reason = (
+    return (
         F.when(content_unknown & F.col("_src_expired"), F.lit(Q.UNKNOWN_CONTENT))
-        .when(content_unknown, F.lit(_WAITING))
-        .otherwise(_no_reason())
+        .when(content_unknown, F.lit(WAITING))
     )
-    tagged = joined.withColumn(_REASON, reason)
-    kept = tagged.filter(F.col(_REASON).isNull()).drop(_REASON)
-    rejected = _to_quarantine(tagged.filter(F.col(_REASON) == F.lit(Q.UNKNOWN_CONTENT)))
-    waiting = tagged.filter(F.col(_REASON) == F.lit(_WAITING)).select(
+
+
+def is_change() -> Column:
+    return F.col(_REASON).isNull()
+
+
+def is_waiting() -> Column:
+    return F.coalesce(F.col(_REASON) == F.lit(WAITING), F.lit(False))
+
+
+def is_quarantined() -> Column:
+    return F.col(_REASON).isNotNull() & ~is_waiting()
+
+
+def change_columns() -> list[Column]:
+    """The normalized-change contract (schemas.CHANGE): exactly these columns, in this order."""
+    return [F.col(field.name).cast(field.dataType).alias(field.name) for field in schemas.CHANGE.fields]
+
+
+def quarantine_columns() -> list[Column]:
+    """schemas.QUARANTINE: the original record and why it was rejected."""
+    return [
+        F.col("_src_topic").alias("topic"),
+        F.col("_src_partition").alias("partition"),
+        F.col("_src_offset").alias("offset"),
+        F.col("_src_key").alias("key"),
+        F.col("_src_value").alias("value"),
+        F.col(_REASON).alias("reason"),
+        F.col("_src_timestamp").alias("captured_at"),
+    ]
+
+
+def waiting_columns() -> list[Column]:
+    """schemas.WAITING_RECORD: the original record and the content it waits for."""
+    return [
         F.col("_src_key").alias("key"),
         F.col("_src_value").alias("value"),
         F.col("_src_topic").alias("topic"),
@@ -298,26 +294,16 @@ def enrich(valid: DataFrame, content_lookup: DataFrame) -> tuple[DataFrame, Data
         F.col("_src_timestamp").alias("timestamp"),
         F.col("_src_pending_since_ms").alias("pending_since_ms"),
         F.col("content_id"),
-    )
-    enriched = (
-        kept.withColumn("length_seconds", F.col("_content_length_seconds"))
-        .withColumn("engagement_pct", engagement_pct(F.col("duration_ms"), F.col("length_seconds")))
-        .drop("_content_id", "_content_length_seconds")
-    )
-    return enriched, waiting, rejected
-
-
-def select_changes(enriched: DataFrame) -> DataFrame:
-    """The normalized-change contract (schemas.CHANGE): exactly these columns, in this order."""
-    return enriched.select(*(F.col(field.name).cast(field.dataType).alias(field.name)
-                             for field in schemas.CHANGE.fields))
+    ]
 
 
 def process_events(kafka_df: DataFrame, content_lookup: DataFrame) -> EventBatch:
     """The whole event path: records of the events topic (schemas.KAFKA_SOURCE or SOURCE_RECORD)
     -> changes, quarantine, waiting, tombstones."""
-    parsed, rejected_parse = parse_events(kafka_df)
-    valid, rejected_validation = validate(clean(parsed))
-    enriched, waiting, rejected_enrichment = enrich(valid, content_lookup)
-    quarantined = rejected_parse.unionByName(rejected_validation).unionByName(rejected_enrichment)
-    return EventBatch(select_changes(enriched), quarantined, waiting, tombstones(kafka_df))
+    classified = classify_events(kafka_df, content_lookup)
+    return EventBatch(
+        classified.filter(is_change()).select(*change_columns()),
+        classified.filter(is_quarantined()).select(*quarantine_columns()),
+        classified.filter(is_waiting()).select(*waiting_columns()),
+        tombstones(kafka_df),
+    )

@@ -44,7 +44,7 @@ class WaitingEvent:
 
     @classmethod
     def from_json(cls, text: str | bytes, parked_at_ms: int) -> "WaitingEvent":
-        """A record of the waiting room topic (change_log.waiting_records); one without
+        """A record of the waiting room topic (change_log.event_records); one without
         pending_since_ms started waiting when it was parked."""
         fields = json.loads(text)
         since = fields.get("pending_since_ms")
@@ -108,10 +108,13 @@ class WaitingRoom:
     def is_expired(self, event: WaitingEvent, now_ms: int) -> bool:
         return now_ms - event.pending_since_ms > self.max_wait_ms
 
+    def park(self, parked: Iterable[str], now_ms: int) -> None:
+        """Index events a Kafka job has parked (waiting room topic values)."""
+        self._events.update((e.record_id, e) for e in (WaitingEvent.from_json(text, now_ms) for text in parked))
+
     def settle(self, released: Iterable[WaitingEvent], parked: Iterable[str], now_ms: int) -> int:
-        """Record a processed batch whose Kafka job parked ``parked`` (waiting room topic values):
-        released events that did not come back get a tombstone (flushed before the index changes).
-        Returns how many were resolved."""
+        """Record released events whose Kafka job parked ``parked`` again: the others are resolved
+        and get a tombstone (flushed before the index changes). Returns how many were resolved."""
         parked_events = {e.record_id: e for e in (WaitingEvent.from_json(text, now_ms) for text in parked)}
         resolved = [e.record_id for e in released if e.record_id not in parked_events]
         if resolved:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cdc_platform import names
-from cdc_stream import cassandra_sink, schemas
+from cdc_stream import cassandra_sink, change_log, schemas
 from cdc_stream import quarantine as Q
 
 pytestmark = pytest.mark.integration
@@ -93,7 +93,8 @@ def change(row_id: int, op: str, position: int, *, duration_ms: int = 30_000, co
 
 
 def write_changes(spark, target, *rows):
-    cassandra_sink.write_changes(spark.createDataFrame(list(rows), schemas.CHANGE), target)
+    records = change_log.change_records(spark.createDataFrame(list(rows), schemas.CHANGE), "event-changes")
+    cassandra_sink.write_records(records, target, content_topic="content-changes")
 
 
 def stored_event(session, keyspace, row_id):
@@ -161,7 +162,9 @@ def test_content_upsert_replay_and_delete(spark, cassandra_session, target):
     content_id = str(uuid.uuid4())
 
     def write(*rows):
-        cassandra_sink.write_content(spark.createDataFrame(list(rows), schemas.CONTENT_CHANGE), target)
+        records = change_log.content_change_records(spark.createDataFrame(list(rows), schemas.CONTENT_CHANGE),
+                                                    "content-changes")
+        cassandra_sink.write_records(records, target, content_topic="content-changes")
 
     write(content_change(content_id, "c", 10, 60))
     assert lookup_length(cassandra_session, target, content_id) == [60]

@@ -261,7 +261,8 @@ def sink_spark(spark, queue):
 
 
 def change_rows(spark, row_id: int, n: int):
-    from cdc_stream import schemas
+    """n normalized change records (topic, value) of one row, as the core query writes them."""
+    from cdc_stream import change_log, schemas
 
     base = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     rows = [Row(id=row_id, op="u", position=10_000 + i, source_ts_ms=1_767_268_800_000 + i,
@@ -269,7 +270,7 @@ def change_rows(spark, row_id: int, n: int):
                 event_ts=base + timedelta(seconds=i), duration_ms=1000 * i, device="mobile",
                 raw_payload='{"k": 1}', length_seconds=60, engagement_pct=semantics.engagement_pct(1000 * i, 60))
             for i in range(n)]
-    return spark.createDataFrame(rows, schema=schemas.CHANGE).repartition(2)
+    return change_log.change_records(spark.createDataFrame(rows, schema=schemas.CHANGE).repartition(2), "changes")
 
 
 def _free_port() -> int:

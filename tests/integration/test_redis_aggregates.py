@@ -298,7 +298,7 @@ def spark_with_code(request, tmp_path_factory):
 
 
 def test_write_batch_applies_a_micro_batch_and_a_rerun_is_a_no_op(spark_with_code, r, test_redis_url):
-    from cdc_stream import schemas
+    from cdc_stream import change_log, schemas
     from cdc_stream.redis_sink import write_batch
 
     def row(c: Change | None = None, **override):
@@ -312,7 +312,8 @@ def test_write_batch_applies_a_micro_batch_and_a_rerun_is_a_no_op(spark_with_cod
 
     changes = SCENARIO + [SCENARIO[1]]
     bad = row(SCENARIO[0], id=99, position=None)
-    df = spark_with_code.createDataFrame([row(c) for c in changes] + [bad], schemas.CHANGE).repartition(3)
+    df = change_log.change_records(
+        spark_with_code.createDataFrame([row(c) for c in changes] + [bad], schemas.CHANGE).repartition(3), "changes")
     settings_ = types.SimpleNamespace(redis_url=test_redis_url)
 
     stats = write_batch(df, 41, settings_)

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cdc_platform import connections as conn_ids
+from cdc_platform import names
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.services.postgres import ENGAGEMENT_DB, ENGAGEMENT_USER
 
@@ -92,7 +93,9 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
             "password": secrets["api_token"],
         },
         conn_ids.SPARK_CONN_ID: {
-            "conn_type": "spark", "host": "local[*]",
+            # More task slots than cores: a sink task holds its slot while it waits on Cassandra,
+            # Redis or HTTP, and the other queries' tasks must not queue behind it.
+            "conn_type": "spark", "host": names.EMBEDDED_SPARK_MASTER,
             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
         },
     }

@@ -43,7 +43,7 @@ def test_env_has_the_documented_names_and_matching_airflow_connections(tmp_path)
     kafka = json.loads(values[f"AIRFLOW_CONN_{connections.KAFKA_CONN_ID.upper()}"])
     assert kafka["extra"]["bootstrap.servers"] == values["KAFKA_BOOTSTRAP"]
     spark = json.loads(values[f"AIRFLOW_CONN_{connections.SPARK_CONN_ID.upper()}"])
-    assert spark["host"] == "local[*]"
+    assert spark["host"] == names.EMBEDDED_SPARK_MASTER
 
 
 def test_supervisor_config_escapes_percent_and_launches_env_programs(tmp_path):

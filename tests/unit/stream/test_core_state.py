@@ -6,36 +6,25 @@ from datetime import datetime, timezone
 
 from pyspark.sql import functions as F
 
-from cdc_stream import change_log, schemas
-from cdc_stream.catalogue import ContentCatalogue
+from cdc_stream import change_log, schemas, transforms
+from cdc_stream.catalogue import latest_content
 from cdc_stream.waiting_room import WaitingEvent, WaitingRoom
 
 A, B = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
 
 
 def content(cid, op, position, length=60):
-    return {"id": cid, "op": op, "position": position, "length_seconds": length}
+    return (cid, op, position, "slug", "Title", "video", length, datetime(2025, 12, 1, tzinfo=timezone.utc))
 
 
-def test_catalogue_keeps_the_highest_position_per_content():
-    catalogue = ContentCatalogue()
-    assert catalogue.apply([content(A, "c", 10, 60), content(A, "u", 30, 90), content(A, "u", 20, 75)]) == 2
-    assert catalogue.knows(A) and not catalogue.knows(B) and not catalogue.knows(None)
-    assert catalogue.apply([content(A, "u", 30, 90)]) == 0  # a replay changes nothing
-    catalogue.apply([content(A, "d", 40)])
-    assert not catalogue.knows(A) and len(catalogue) == 0
-    catalogue.apply([content(A, "c", 35, 1)])  # older than the delete
-    assert not catalogue.knows(A)
-
-
-def test_catalogue_frame_is_one_row_per_live_content_and_rebuilt_after_changes(spark):
-    catalogue = ContentCatalogue()
-    catalogue.apply([content(A, "c", 1, 60), content(B, "c", 2, 30), content(A, "u", 3, 90)])
-    first = catalogue.frame(spark)
-    assert sorted(map(tuple, first.collect())) == [(A, 90), (B, 30)]
-    assert catalogue.frame(spark) is first
-    catalogue.apply([content(B, "d", 4)])
-    assert [tuple(r) for r in catalogue.frame(spark).collect()] == [(A, 90)]
+def test_latest_content_keeps_the_highest_position_per_id_and_forgets_deleted_content(spark):
+    changes = spark.createDataFrame([
+        content(A, "c", 10, 60), content(A, "u", 30, 90), content(A, "u", 20, 75), content(A, "u", 30, 90),
+        content(B, "c", 1, 30), content(B, "d", 40), content(B, "c", 35, 1),  # recreated before the delete
+    ], schemas.CONTENT_CHANGE)
+    lookup = latest_content(changes)
+    assert lookup.schema == schemas.CONTENT_LOOKUP
+    assert [tuple(r) for r in lookup.collect()] == [(A, 90)]
 
 
 def waiting_json(offset, content_id=A, pending_since_ms=None):
@@ -48,7 +37,7 @@ def waiting_json(offset, content_id=A, pending_since_ms=None):
 
 def test_waiting_room_releases_known_content_and_expired_waits():
     room = WaitingRoom("unused:9092", "pending", max_wait_s=60)
-    assert room.settle([], [waiting_json(1, A), waiting_json(2, B, pending_since_ms=500)], now_ms=100_000) == 0
+    room.park([waiting_json(1, A), waiting_json(2, B, pending_since_ms=500)], now_ms=100_000)
     assert len(room) == 2 and room.oldest_since_ms() == 500
     due = room.due(lambda cid: cid == A, now_ms=100_000)
     # A's content is known; B waited 99.5 s > 60 s.
@@ -59,7 +48,7 @@ def test_waiting_room_releases_known_content_and_expired_waits():
 
 def test_a_released_event_that_is_parked_again_keeps_its_first_wait():
     room = WaitingRoom("unused:9092", "pending", max_wait_s=60)
-    room.settle([], [waiting_json(1)], now_ms=1_000)
+    room.park([waiting_json(1)], now_ms=1_000)
     [event] = room.due(lambda cid: True, now_ms=2_000)
     # Parked again by the batch that released it: nothing is resolved, nothing is produced.
     assert room.settle([event], [waiting_json(1, pending_since_ms=event.pending_since_ms)], now_ms=2_000) == 0
@@ -75,21 +64,40 @@ def test_waiting_event_round_trips_as_a_source_record():
 
 
 def test_change_log_round_trip_keeps_every_column_and_microseconds(spark):
+    from tests.unit.stream import cdc_messages as m
+
     event_ts = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
-    change = (7, "u", 2**40, 1_767_268_800_000, A, B, "play", event_ts, 1500, "tv", '{"k": "é"}', 60, 0.025)
-    changes = spark.createDataFrame([change], schemas.CHANGE)
-    records = change_log.event_change_records(changes, "changes")
-    assert [(r.topic, r.key, r.position) for r in records.collect()] == [("changes", "7", 2**40)]
-    back = change_log.read_event_changes(records.select(F.col("value").cast("binary").alias("value")))
-    assert back.schema == schemas.CHANGE
-    assert back.collect() == changes.collect()
+    row = m.event_row(7, content_id=A, user_id=B, event_ts=event_ts, duration_ms=1500, device="tv", raw_payload=None)
+    source = spark.createDataFrame(
+        [(m.encode({"id": 7}), m.encode(m.insert(row, 2**40)), "events", 0, 3, event_ts)], schemas.KAFKA_SOURCE)
+    lookup = spark.createDataFrame([(A, 60)], schemas.CONTENT_LOOKUP)
+    [change] = transforms.process_events(source, lookup).changes.collect()
+    [record] = change_log.event_records(transforms.classify_events(source, lookup), changes_topic="changes",
+                                        quarantine_topic="q", pending_topic="p").collect()
+    assert (record.topic, record.key, record.position, record.reason) == ("changes", "7", 2**40, None)
+    decoded = change_log.decode(record.value.encode())
+    assert list(decoded) == [f.name for f in schemas.CHANGE.fields]  # nulls included
+    assert decoded == dict(change.asDict(), event_ts=1_767_268_800_123_456)
+    assert decoded["raw_payload"] is None and decoded["position"] == 2**40
 
 
-def test_waiting_records_are_keyed_by_their_source_record(spark):
-    row = ('{"id": 1}', "{}", "events", 2, 40, datetime(2026, 1, 1, tzinfo=timezone.utc), None, A)
-    waiting = spark.createDataFrame([row], schemas.WAITING_RECORD)
-    [record] = change_log.waiting_records(waiting, "pending").collect()
-    assert (record.topic, record.key) == ("pending", "events/2/40")
-    event = WaitingEvent.from_json(record.value, parked_at_ms=99)
+def test_every_classified_event_goes_to_its_own_topic_with_its_own_key(spark):
+    from tests.unit.stream import cdc_messages as m
+
+    captured = datetime(2026, 1, 2, tzinfo=timezone.utc)  # after the rows' event_ts
+    messages = [(1, m.insert(m.event_row(1, content_id=A), 10)), (2, m.insert(m.event_row(2, content_id=B), 11)),
+                (3, "garbage")]
+    source = spark.createDataFrame([(m.encode({"id": k}), m.encode(v), "events", 2, 40 + k, captured)
+                                    for k, v in messages], schemas.KAFKA_SOURCE)
+    lookup = spark.createDataFrame([(A, 60)], schemas.CONTENT_LOOKUP)
+    records = {r.topic: r for r in change_log.event_records(
+        transforms.classify_events(source, lookup), changes_topic="changes", quarantine_topic="quarantine",
+        pending_topic="pending").collect()}
+    assert set(records) == {"changes", "pending", "quarantine"}
+    assert (records["changes"].key, records["changes"].position) == ("1", 10)
+    assert (records["quarantine"].key, records["quarantine"].reason) == ('{"id": 3}', "unparseable_json")
+    assert json.loads(records["quarantine"].value)["value"] == "garbage"
+    assert (records["pending"].key, records["pending"].reason) == ("events/2/42", None)
+    event = WaitingEvent.from_json(records["pending"].value, parked_at_ms=99)
     assert (event.offset, event.content_id, event.pending_since_ms, event.timestamp_ms) == (
-        40, A, 99, 1_767_225_600_000)
+        42, B, 99, int(captured.timestamp() * 1000))

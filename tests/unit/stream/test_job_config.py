@@ -51,7 +51,8 @@ def test_arguments_override_the_environment(stack_environment):
 def test_each_query_has_its_own_checkpoint(stack_environment):
     cfg = config(["--checkpoint-root", "/data/ckpt/"])
     paths = {cfg.checkpoint(query) for query in names.STREAM_QUERIES}
-    assert paths == {"/data/ckpt/core", "/data/ckpt/cassandra_sink", "/data/ckpt/redis_sink", "/data/ckpt/rest_sink"}
+    assert paths == {"/data/ckpt/content", "/data/ckpt/core", "/data/ckpt/cassandra_sink", "/data/ckpt/redis_sink",
+                     "/data/ckpt/rest_sink"}
 
 
 def test_secrets_stay_out_of_the_logged_settings(stack_environment):
@@ -101,9 +102,8 @@ def test_job_config_validates_directly():
 
 def test_load_sink_by_name(monkeypatch):
     cassandra = job.load_sink("cassandra")
-    assert (cassandra.write_batch, cassandra.write_content_batch) == (
-        cassandra_sink.write_batch, cassandra_sink.write_content_batch)
-    assert job.load_sink("redis").write_content_batch is None
+    assert (cassandra.write_batch, cassandra.reads_content) == (cassandra_sink.write_batch, True)
+    assert job.load_sink("redis").reads_content is False
     monkeypatch.setitem(job.SINK_MODULES, "redis", "cdc_stream.no_such_sink")
     with pytest.raises(RuntimeError, match="sink 'redis': cannot import cdc_stream.no_such_sink"):
         job.load_sink("redis")
@@ -123,7 +123,7 @@ def test_event_params_bind_upserts_and_deletes_at_the_position():
 
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     row = {"id": 5, "op": "u", "position": 77, "content_id": str(uuid.UUID(int=1)), "user_id": str(uuid.UUID(int=2)),
-           "event_type": "play", "event_ts_ms": 1000, "duration_ms": 10, "device": "tv", "raw_payload": "{}",
+           "event_type": "play", "event_ts": 1_000_000, "duration_ms": 10, "device": "tv", "raw_payload": "{}",
            "engagement_pct": 0.1}
     is_delete, params = cassandra_sink.event_params(row, now)
     assert not is_delete
