@@ -41,7 +41,6 @@ class JobConfig:
     sinks: tuple[str, ...] = SINKS
     events_topic: str = names.EVENTS_TOPIC
     content_topic: str = names.CONTENT_TOPIC
-    heartbeat_topic: str = names.HEARTBEAT_TOPIC
     pending_topic: str = names.PENDING_TOPIC
     trigger_seconds: float = 0.5
     starting_offsets: str = "earliest"

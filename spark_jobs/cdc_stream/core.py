@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdc_stream import change_log, schemas, transforms
+from cdc_stream import quarantine as Q
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.waiting_room import WaitingRoom
 
@@ -60,7 +60,7 @@ class CoreReport:
 def core_records(source: DataFrame, content_lookup: DataFrame, topics: CoreTopics) -> DataFrame:
     """Source records (Kafka source columns or schemas.SOURCE_RECORD; streaming or not) -> the
     records the core query writes (change_log.OUTPUT_COLUMNS). Records of other topics than the
-    events topic only wake the query up (see job.core_source_topics). One pass, so a streaming
+    events topic only start a micro-batch (see job.core_source_topics). One pass, so a streaming
     plan built from it reads its Kafka source once."""
     events = source.filter(F.col("topic") == F.lit(topics.events))
     classified = transforms.classify_events(events, content_lookup)
@@ -75,39 +75,58 @@ def content_records(content: DataFrame, topics: CoreTopics) -> DataFrame:
             .unionByName(change_log.quarantine_records(content_rejected, topics.quarantine)))
 
 
+def observed_counts(topics: CoreTopics) -> list[Column]:
+    """What a batch of output records (change_log.OUTPUT_COLUMNS) is counted by: Spark computes
+    these while it writes the batch (``DataFrame.observe``), with no job of their own."""
+    topic, reason = F.col("topic"), F.col("reason")
+    return [
+        F.count_if(topic == F.lit(topics.event_changes)).alias("changes"),
+        F.count_if(topic == F.lit(topics.content_changes)).alias("content_changes"),
+        F.count_if(topic == F.lit(topics.pending)).alias("parked"),
+        F.max("position").alias("max_position"),
+        *(F.count_if(reason == F.lit(r)).alias(f"quarantined.{r}") for r in Q.REASONS),
+    ]
+
+
+def apply_counts(report: "CoreReport", counts: dict) -> None:
+    """Add ``observed_counts`` (one row, as a dict) to ``report``."""
+    report.changes += counts.get("changes") or 0
+    report.content_changes += counts.get("content_changes") or 0
+    report.parked += counts.get("parked") or 0
+    if counts.get("max_position") is not None:
+        report.max_position = max(report.max_position or 0, counts["max_position"])
+    for name, value in counts.items():
+        if name.startswith("quarantined.") and value:
+            reason = name.removeprefix("quarantined.")
+            report.quarantined[reason] = report.quarantined.get(reason, 0) + value
+
+
 class RecordWriter:
-    """Counts a micro-batch's output records into a report and writes them to Kafka in one job."""
+    """Writes a micro-batch's output records (change_log.OUTPUT_COLUMNS) to Kafka."""
 
     def __init__(self, bootstrap: str, topics: CoreTopics, producer_options: dict[str, str] | None = None):
         self.bootstrap = bootstrap
         self.topics = topics
         self.producer_options = producer_options or {}
-        self.quarantined_total: Counter[str] = Counter()
 
-    def write(self, records: DataFrame, report: "CoreReport") -> list[str]:
-        """Returns the values of the records parked in the waiting room."""
+    def write(self, records: DataFrame) -> None:
+        """One job: the records go to their topics."""
+        writer = records.select("topic", "key", "value").write.format("kafka")
+        for option, value in self.producer_options.items():
+            writer = writer.option(f"kafka.{option}", value)
+        writer.option("kafka.bootstrap.servers", self.bootstrap).save()
+
+    def write_counted(self, records: DataFrame, report: "CoreReport") -> list[str]:
+        """Count ``records`` into ``report`` (a job of its own), write them, and return the
+        values of those parked in the waiting room. For the small batches of the content query
+        and of released events; the core query's own batches are counted by observe()."""
         records = records.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            parked_count = total = 0
-            for row in records.groupBy("topic", "reason").agg(
-                    F.count(F.lit(1)).alias("n"), F.max("position").alias("max_position")).collect():
-                total += row.n
-                if row.topic == self.topics.event_changes:
-                    report.changes += row.n
-                    report.max_position = max(report.max_position or 0, row.max_position)
-                elif row.topic == self.topics.content_changes:
-                    report.content_changes += row.n
-                elif row.topic == self.topics.pending:
-                    parked_count = row.n
-                else:
-                    report.quarantined[row.reason] = report.quarantined.get(row.reason, 0) + row.n
-                    self.quarantined_total[row.reason] += row.n
-            if total:
-                writer = records.select("topic", "key", "value").write.format("kafka")
-                for option, value in self.producer_options.items():
-                    writer = writer.option(f"kafka.{option}", value)
-                writer.option("kafka.bootstrap.servers", self.bootstrap).save()
-            if not parked_count:
+            [counts] = records.agg(*observed_counts(self.topics)).collect()
+            apply_counts(report, counts.asDict())
+            if any(value for name, value in counts.asDict().items() if name != "max_position"):
+                self.write(records)
+            if not counts.parked:
                 return []
             return [row.value for row in records.filter(F.col("topic") == F.lit(self.topics.pending))
                     .select("value").collect()]
@@ -125,7 +144,7 @@ class ContentBatch:
         started = time.monotonic()
         batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", "content")
         report = CoreReport(batch_id)
-        self.writer.write(content_records(batch_df, self.writer.topics), report)
+        self.writer.write_counted(content_records(batch_df, self.writer.topics), report)
         report.duration_s = round(time.monotonic() - started, 3)
         return report
 
@@ -139,12 +158,16 @@ class CoreBatch:
         self.waiting = waiting
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> CoreReport:
+        """The batch's own counts are not in the returned report: Spark observes them while it
+        writes, and reports them with the batch's progress (see ``observed_counts``)."""
         started = time.monotonic()
         spark = batch_df.sparkSession
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", "core")
         report = CoreReport(batch_id)
         clock = _StepClock(report.steps)
-        parked = self.writer.write(batch_df, report)
+        mark = self.waiting.end_offsets()
+        self.writer.write(batch_df)
+        parked = self.waiting.parked_since(mark)
         clock.lap("write")
         if self.catalogue.refresh():
             clock.lap("catalogue")
@@ -158,10 +181,10 @@ class CoreBatch:
             rows = [e.source_record(expired=self.waiting.is_expired(e, now_ms)) for e in released]
             again = core_records(spark.createDataFrame(rows, schemas.SOURCE_RECORD), self.catalogue.frame,
                                  self.writer.topics)
-            parked_again = self.writer.write(again, report)
+            parked_again = self.writer.write_counted(again, report)
             clock.lap("release")
         report.resolved = self.waiting.settle(released, parked_again, now_ms)
-        report.parked, report.released, report.waiting = len(parked), len(released), len(self.waiting)
+        report.released, report.waiting = len(released), len(self.waiting)
         oldest = self.waiting.oldest_since_ms()
         report.oldest_waiting_s = None if oldest is None else round((now_ms - oldest) / 1000, 1)
         report.duration_s = round(time.monotonic() - started, 3)

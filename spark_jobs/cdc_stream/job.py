@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +29,8 @@ from pyspark.sql import DataFrame, SparkSession
 from cdc_platform import names
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, JobConfig, SinkSettings, env_default
-from cdc_stream.core import ContentBatch, CoreBatch, CoreTopics, RecordWriter, core_records
+from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
+                             core_records, observed_counts)
 from cdc_stream.waiting_room import WaitingRoom
 
 log = logging.getLogger("cdc_stream")
@@ -80,44 +82,53 @@ def record_progress(checkpoint_root: str, query: str, report: dict) -> None:
     tmp.replace(directory / f"{query}.json")
 
 
+class BatchReports:
+    """Each query's last batch report, handed from its foreachBatch function to the supervisor,
+    which completes it with Spark's own account of the batch and publishes it."""
+
+    def __init__(self) -> None:
+        self._reports: dict[str, tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, query: str, batch_id: int, report: Any) -> None:
+        with self._lock:
+            self._reports[query] = (batch_id, report)
+
+    def take(self, query: str, batch_id: int) -> Any:
+        with self._lock:
+            stored = self._reports.get(query)
+        return stored[1] if stored and stored[0] == batch_id else None
+
+
 class SinkProcessor:
     """The foreachBatch function of one sink's query: the batch's records, as they are in Kafka
     (topic and JSON value), go to the sink's ``write_batch``."""
 
-    def __init__(self, sink: Sink, config: JobConfig):
+    def __init__(self, sink: Sink, config: JobConfig, reports: BatchReports):
         self.sink = sink
         self.config = config
+        self.reports = reports
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", self.sink.name)
         result = self.sink.write_batch(batch_df.select("topic", "value"), batch_id, self.config.settings)
-        report: dict[str, Any] = {"sink": self.sink.name, "batch_id": batch_id,
-                                  "duration_s": round(time.monotonic() - started, 3)}
+        report: dict[str, Any] = {"sink": self.sink.name, "duration_s": round(time.monotonic() - started, 3)}
         if dataclasses.is_dataclass(result):
             report["result"] = dataclasses.asdict(result)
-        log.info("%s batch=%d %s duration=%.2fs", names.sink_query(self.sink.name), batch_id,
-                 report.get("result", ""), report["duration_s"])
-        record_progress(self.config.checkpoint_root, names.sink_query(self.sink.name), report)
+        self.reports.put(names.sink_query(self.sink.name), batch_id, report)
 
 
 class ReportedBatch:
-    """foreachBatch of the content and core queries: runs the batch and reports it."""
+    """foreachBatch of the content and core queries: runs the batch and hands over its report."""
 
-    def __init__(self, query: str, batch, writer: RecordWriter, config: JobConfig):
+    def __init__(self, query: str, batch, reports: BatchReports):
         self.query = query
         self.batch = batch
-        self.writer = writer
-        self.config = config
+        self.reports = reports
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        report = dataclasses.asdict(self.batch(batch_df, batch_id))
-        report["quarantined_total"] = dict(self.writer.quarantined_total)
-        log.info("%s batch=%d changes=%d content=%d quarantined=%s released=%d parked=%d waiting=%d "
-                 "max_position=%s duration=%.2fs steps=%s", self.query, batch_id, report["changes"],
-                 report["content_changes"], report["quarantined"], report["released"], report["parked"],
-                 report["waiting"], report["max_position"], report["duration_s"], report["steps"])
-        record_progress(self.config.checkpoint_root, self.query, report)
+        self.reports.put(self.query, batch_id, self.batch(batch_df, batch_id))
 
 
 def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> DataFrame:
@@ -134,6 +145,10 @@ def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> Da
 
 
 def _start(df: DataFrame, query: str, function, config: JobConfig):
+    # Counted by Spark while the batch is written (see core.observed_counts); the supervisor
+    # reads the counts from the batch's progress.
+    if query == names.STREAM_CORE_QUERY:
+        df = df.observe(query, *observed_counts(core_topics(config)))
     return (
         df.writeStream.queryName(f"cdc-{query}")
         .foreachBatch(function)
@@ -150,10 +165,10 @@ def core_topics(config: JobConfig) -> CoreTopics:
 
 
 def core_source_topics(config: JobConfig) -> list[str]:
-    """The events topic, plus topics that only start a core micro-batch when no event arrives: a
-    new content row (its waiting events are released) and Debezium's heartbeat, every few
-    seconds (waits expire)."""
-    return [config.events_topic, config.content_topic, config.heartbeat_topic]
+    """The events topic, plus the content topic: a new content row starts a core micro-batch even
+    when no event arrives, so the events waiting for it are released at once. (A wait that
+    expires while nothing arrives is quarantined with the next batch.)"""
+    return [config.events_topic, config.content_topic]
 
 
 def ensure_stream_topics(config: JobConfig) -> None:
@@ -166,14 +181,15 @@ def ensure_stream_topics(config: JobConfig) -> None:
         log.info("created stream topics %s", created)
 
 
-def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink]) -> dict[str, Callable]:
+def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink],
+                   reports: BatchReports) -> dict[str, Callable]:
     """One function per query that starts it; the core query reloads its waiting room each time,
     so a restarted core query starts from exactly what Kafka holds."""
 
     def start_content():
         writer = RecordWriter(config.settings.bootstrap, core_topics(config), CHANGE_PRODUCER_OPTIONS)
         return _start(read_topics(spark, config, [config.content_topic]), names.STREAM_CONTENT_QUERY,
-                      ReportedBatch(names.STREAM_CONTENT_QUERY, ContentBatch(writer), writer, config), config)
+                      ReportedBatch(names.STREAM_CONTENT_QUERY, ContentBatch(writer), reports), config)
 
     def start_core():
         topics = core_topics(config)
@@ -184,8 +200,7 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
         writer = RecordWriter(config.settings.bootstrap, topics, CHANGE_PRODUCER_OPTIONS)
         source = read_topics(spark, config, core_source_topics(config))
         return _start(core_records(source, catalogue.frame, topics), names.STREAM_CORE_QUERY,
-                      ReportedBatch(names.STREAM_CORE_QUERY, CoreBatch(writer, catalogue, waiting), writer, config),
-                      config)
+                      ReportedBatch(names.STREAM_CORE_QUERY, CoreBatch(writer, catalogue, waiting), reports), config)
 
     def sink_starter(sink: Sink):
         def start():
@@ -193,7 +208,7 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
             if sink.reads_content:
                 topics.append(config.settings.content_changes_topic)
             return _start(read_topics(spark, config, topics), names.sink_query(sink.name),
-                          SinkProcessor(sink, config), config)
+                          SinkProcessor(sink, config, reports), config)
         return start
 
     starters = {names.STREAM_CONTENT_QUERY: start_content, names.STREAM_CORE_QUERY: start_core}
@@ -205,21 +220,23 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
 class SupervisedQuery:
     """A query that is restarted alone, after a growing backoff, whenever it fails."""
 
-    def __init__(self, name: str, start: Callable, config: JobConfig):
+    def __init__(self, name: str, start: Callable, config: JobConfig, reports: BatchReports):
         self.name = name
         self._start = start
         self.config = config
+        self.reports = reports
         self.query = None
         self.failures = 0
         self.restart_at = 0.0
         self.started_at = 0.0
-        self.logged_batch = None
+        self.reported_batch = -1
+        self.quarantined_total: Counter[str] = Counter()
 
     def poll(self, now: float) -> None:
         if self.query is not None and self.query.isActive:
             if self.failures and now - self.started_at > MAX_RESTART_BACKOFF_S:
                 self.failures = 0  # healthy for a while: the next failure starts the backoff over
-            self._log_progress()
+            self._report_progress()
             return
         if self.query is not None:
             self._failed(now, str(self.query.exception() or "query stopped"))
@@ -233,14 +250,28 @@ class SupervisedQuery:
         except Exception as exc:  # noqa: BLE001 - a query that cannot start waits and retries
             self._failed(now, f"{type(exc).__name__}: {exc}")
 
-    def _log_progress(self) -> None:
-        """Spark's own account of the last micro-batch (where its time went), once per batch."""
-        progress = self.query.lastProgress
-        if not progress or progress.get("batchId") == self.logged_batch:
-            return
-        self.logged_batch = progress.get("batchId")
-        log.info("%s spark batch=%s rows=%s durations_ms=%s", self.name, self.logged_batch,
-                 progress.get("numInputRows"), progress.get("durationMs"))
+    def _report_progress(self) -> None:
+        """Publish each finished micro-batch once: the foreachBatch function's report, completed
+        with Spark's own account (input rows, where the time went, the observed counts)."""
+        for progress in self.query.recentProgress:
+            batch_id = progress.get("batchId", -1)
+            if batch_id <= self.reported_batch:
+                continue
+            self.reported_batch = batch_id
+            report = self.reports.take(self.name, batch_id)
+            observed = (progress.get("observedMetrics") or {}).get(self.name)
+            if isinstance(report, CoreReport) and observed:
+                apply_counts(report, observed.asDict() if hasattr(observed, "asDict") else dict(observed))
+            report = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(report or {})
+            self.quarantined_total.update(report.get("quarantined") or {})
+            if "quarantined" in report:
+                report["quarantined_total"] = dict(self.quarantined_total)
+            report.update(batch_id=batch_id, input_rows=progress.get("numInputRows"),
+                          spark_durations_ms=progress.get("durationMs"))
+            summary = {k: v for k, v in report.items() if k not in ("quarantined_total", "spark_durations_ms")}
+            log.info("%s batch=%s %s spark_ms=%s", self.name, batch_id, summary,
+                     (progress.get("durationMs") or {}).get("triggerExecution"))
+            record_progress(self.config.checkpoint_root, self.name, report)
 
     def _failed(self, now: float, error: str) -> None:
         self.failures += 1
@@ -262,6 +293,7 @@ class SupervisedQuery:
             time.sleep(0.1)
         log.info("stopping query %s", query.name)
         query.stop()
+        self._report_progress()
 
 
 def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: float = 1.0,
@@ -278,7 +310,9 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
         signal.signal(signal.SIGINT, request_stop)
 
     ensure_stream_topics(config)
-    queries = [SupervisedQuery(name, start, config) for name, start in query_starters(spark, config, sinks).items()]
+    reports = BatchReports()
+    queries = [SupervisedQuery(name, start, config, reports)
+               for name, start in query_starters(spark, config, sinks, reports).items()]
     log.info("supervising queries %s; checkpoints under %s", [q.name for q in queries], config.checkpoint_root)
     try:
         while not stop.is_set():
@@ -352,8 +386,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--event-changes-topic", default=names.EVENT_CHANGES_TOPIC)
     p.add_argument("--content-changes-topic", default=names.CONTENT_CHANGES_TOPIC)
     p.add_argument("--pending-topic", default=names.PENDING_TOPIC, help="the waiting room of events without content")
-    p.add_argument("--heartbeat-topic", default=names.HEARTBEAT_TOPIC,
-                   help="Debezium's heartbeat topic: wakes the core query up while no event arrives")
     p.add_argument("--dlq-topic", default=names.DLQ_TOPIC)
     p.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
     p.add_argument("--log-level", default=env_default("CDC_LOG_LEVEL", "INFO"))
@@ -394,7 +426,6 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or None,
             pending_topic=args.pending_topic,
-            heartbeat_topic=args.heartbeat_topic,
             max_content_wait_seconds=args.max_content_wait_seconds,
         )
     except ValueError as exc:

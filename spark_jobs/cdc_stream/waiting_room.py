@@ -60,6 +60,7 @@ class WaitingRoom:
         self.max_wait_ms = int(max_wait_s * 1000)
         self._events: dict[str, WaitingEvent] = {}
         self._producer = None
+        self._consumer = None
 
     def __len__(self) -> int:
         return len(self._events)
@@ -128,6 +129,48 @@ class WaitingRoom:
         for record_id in resolved:
             self._events.pop(record_id, None)
         return len(resolved)
+
+    def end_offsets(self) -> dict[int, int]:
+        """Where the topic ends now: ``parked_since`` reads what was written after."""
+        from confluent_kafka import TopicPartition
+
+        consumer = self._get_consumer()
+        partitions = consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in partitions}
+
+    def parked_since(self, mark: dict[int, int], timeout_s: float = 30.0) -> list[str]:
+        """The values written to the topic after ``mark`` (by this job only): the events a batch parked."""
+        from confluent_kafka import TopicPartition
+
+        ends = {p: end for p, end in self.end_offsets().items() if end > mark.get(p, 0)}
+        if not ends:
+            return []
+        consumer = self._get_consumer()
+        consumer.assign([TopicPartition(self.topic, p, mark.get(p, 0)) for p in ends])
+        values = []
+        try:
+            while ends:
+                message = consumer.poll(timeout_s)
+                if message is None:
+                    raise RuntimeError(f"waiting room topic {self.topic}: parked events not readable within "
+                                       f"{timeout_s}s")
+                if message.error():
+                    raise RuntimeError(f"waiting room topic {self.topic}: {message.error()}")
+                if message.value() is not None:
+                    values.append(message.value())
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+        finally:
+            consumer.unassign()
+        return values
+
+    def _get_consumer(self):
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+
+            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-waiting-room",
+                                       "enable.auto.commit": False, "log_level": 0})
+        return self._consumer
 
     def _get_producer(self):
         if self._producer is None:
