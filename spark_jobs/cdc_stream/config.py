@@ -12,6 +12,19 @@ from cdc_platform import names
 
 SINKS = names.STREAM_SINKS
 
+# Spark settings the stream is tuned with (the Airflow operator passes them to spark-submit).
+# Local checkpoints without .crc side files: every micro-batch of every query writes two
+# metadata files, and Hadoop's checksummed local file system doubles the file operations
+# (each spawning a chmod/readlink process without Hadoop's native library). Other file
+# systems (hdfs://, s3a://) are unaffected.
+STREAM_SPARK_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.scheduler.mode": "FAIR",
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
+}
+
 
 @dataclass(frozen=True)
 class SinkSettings:

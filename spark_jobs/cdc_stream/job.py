@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from cdc_platform import names
 from cdc_stream.catalogue import ContentCatalogue
-from cdc_stream.config import SINKS, JobConfig, SinkSettings, env_default
+from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkSettings, env_default
 from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
                              core_records, observed_counts)
 from cdc_stream.waiting_room import WaitingRoom
@@ -332,11 +332,9 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
 
 
 def build_session(app_name: str, master: str | None) -> SparkSession:
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.scheduler.mode", "FAIR")
-    )
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in STREAM_SPARK_CONF.items():
+        builder = builder.config(key, value)
     # Under spark-submit the master (and --jars) come from the command line; run directly with
     # python, default to the embedded local master with the Kafka connector jars of the stack.
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ

@@ -59,9 +59,10 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
                  sinks: str = "cassandra,redis,rest", starting_offsets: str = "earliest",
                  spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
         kwargs.setdefault("name", "cdc-stream")
-        kwargs.setdefault("conf", {"spark.sql.shuffle.partitions": "2", "spark.ui.showConsoleProgress": "false",
+        from cdc_stream.config import STREAM_SPARK_CONF
+
+        kwargs.setdefault("conf", {**STREAM_SPARK_CONF, "spark.ui.showConsoleProgress": "false",
                                    "spark.log.level": "WARN",
-                                   "spark.sql.session.timeZone": "UTC",
                                    "spark.sql.streaming.stopGracefullyOnShutdown": "true"})
         kwargs.setdefault("driver_memory", "1g")
         super().__init__(application=str(APPLICATION), conn_id=spark_conn_id, **kwargs)

@@ -8,7 +8,7 @@ import pytest
 from cdc_platform.aggregates import ApplyStats, Change
 from cdc_stream.redis_sink import to_change
 
-ROW = {"id": 3, "op": "u", "position": 2**60 + 1, "content_id": "c-1", "event_ts_ms": 1_700_000_000_123,
+ROW = {"id": 3, "op": "u", "position": 2**60 + 1, "content_id": "c-1", "event_ts": 1_700_000_000_123_456,
        "device": "tv", "engagement_pct": 0.75}
 
 
@@ -17,7 +17,7 @@ def test_row_becomes_change_keeping_large_positions_exact():
 
 
 def test_nulls_pass_through():
-    change = to_change({**ROW, "content_id": None, "event_ts_ms": None, "device": None, "engagement_pct": None})
+    change = to_change({**ROW, "content_id": None, "event_ts": None, "device": None, "engagement_pct": None})
     assert (change.content_id, change.event_ts_ms, change.device, change.engagement_pct) == (None, None, None, None)
 
 

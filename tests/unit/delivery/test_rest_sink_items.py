@@ -8,8 +8,9 @@ import pytest
 from pyspark.sql import Row
 
 from cdc_platform import semantics
-from cdc_stream import schemas
-from cdc_stream.rest_sink import RestSinkStats, UnkeyedChange, _shippable, build_item, json_safe, micros_to_iso
+from cdc_stream import change_log, schemas
+from cdc_stream.rest_sink import (TIMESTAMP_COLUMNS, RestSinkStats, UnkeyedChange, build_item, json_safe,
+                                  micros_to_iso)
 
 CHANGE = {
     "id": 42, "op": "u", "position": 987654321, "source_ts_ms": 1_767_225_600_000,
@@ -72,10 +73,10 @@ def test_timestamps_ship_as_epoch_micros_whatever_the_session_time_zone(spark):
     previous = spark.conf.get("spark.sql.session.timeZone")
     spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
     try:
-        shipped, ts_columns = _shippable(df)
-        [row] = shipped.collect()
+        [record] = change_log.change_records(df, "changes").collect()
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous)
-    assert ts_columns == ("event_ts",)
-    assert shipped.columns == df.columns
-    assert build_item(row.asDict(), ts_columns).event["event_ts"] == "2026-01-01T00:00:00.123456+00:00"
+    assert TIMESTAMP_COLUMNS == ("event_ts",)
+    change = change_log.decode(record.value)
+    assert change["event_ts"] == 1_767_225_600_123_456
+    assert build_item(change, TIMESTAMP_COLUMNS).event["event_ts"] == "2026-01-01T00:00:00.123456+00:00"

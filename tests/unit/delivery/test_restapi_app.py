@@ -90,6 +90,28 @@ def test_lookups_by_key_prefix_and_row(client):
     assert client.get(f"{EVENTS_PATH}/missing", headers=AUTH).status_code == 404
 
 
+def test_events_of_a_row_range_page_in_row_order(client):
+    for row_id in (9, 3, 4, 7):
+        client.post(BATCH_PATH, json=batch(f"{row_id}:a", f"{row_id}:b", row_id=row_id), headers=AUTH)
+    body = client.get(EVENTS_PATH, params={"row_min": 4, "row_max": 9, "limit": 3}, headers=AUTH).json()
+    assert (body["row_min"], body["row_max"]) == (4, 9)  # echoed: a client can tell the read is supported
+    assert [(e["row_id"], e["position"]) for e in body["events"]] == [(4, 0), (4, 1), (7, 0)]
+    rest = client.get(EVENTS_PATH, params={"row_min": 8, "row_max": 9}, headers=AUTH).json()["events"]
+    assert [e["idempotency_key"] for e in rest] == ["9:a", "9:b"]
+    assert all(e["received_at"] for e in body["events"] + rest)
+    assert client.get(EVENTS_PATH, params={"row_min": 10, "row_max": 20}, headers=AUTH).json()["events"] == []
+
+
+@pytest.mark.parametrize("params", [{"row_min": 5}, {"row_max": 5}, {"row_min": 6, "row_max": 5},
+                                    {"row_min": 1, "row_max": 5, "row_id": 3}])
+def test_row_ranges_need_both_bounds_in_order(client, params):
+    assert client.get(EVENTS_PATH, params=params, headers=AUTH).status_code == 422
+
+
+def test_row_ranges_need_the_token(client):
+    assert client.get(EVENTS_PATH, params={"row_min": 1, "row_max": 5}).status_code == 401
+
+
 def test_fixed_status_fault_fails_only_batch_posts(client):
     assert client.post(FAULTS_PATH, json={"status": 503}, headers=AUTH).status_code == 200
     assert client.post(BATCH_PATH, json=batch("a"), headers=AUTH).status_code == 503
