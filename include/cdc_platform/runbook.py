@@ -146,6 +146,26 @@ class RestApi:
         response.raise_for_status()
         return response.json()["count"]
 
+    def events_for_rows(self, row_ids, chunk: int = 200, limit: int = 1000) -> dict[int, list[dict]]:
+        """Every stored event of ``row_ids``, read by ranges of row ids (a request per row only
+        where a range holds more than ``limit`` events)."""
+        wanted = sorted(set(row_ids))
+        found: dict[int, list[dict]] = {rid: [] for rid in wanted}
+        for start in range(0, len(wanted), chunk):
+            ids = wanted[start:start + chunk]
+            response = requests.get(f"{self.url}/v1/events", headers=self.headers, timeout=30,
+                                    params={"row_min": ids[0], "row_max": ids[-1], "limit": limit})
+            response.raise_for_status()
+            events = response.json()["events"]
+            if len(events) >= limit:
+                for rid in ids:
+                    found[rid] = self.events_for_row(rid)
+                continue
+            for event in events:
+                if event["row_id"] in found:
+                    found[event["row_id"]].append(event)
+        return found
+
     def events_for_row(self, row_id: int) -> list[dict]:
         response = requests.get(f"{self.url}/v1/events", params={"row_id": row_id, "limit": 1000},
                                 headers=self.headers, timeout=10)

@@ -82,22 +82,32 @@ def record_progress(checkpoint_root: str, query: str, report: dict) -> None:
     tmp.replace(directory / f"{query}.json")
 
 
+def clear_progress(checkpoint_root: str, query: str) -> None:
+    if "://" in checkpoint_root and not checkpoint_root.startswith("file://"):
+        return
+    (Path(checkpoint_root.removeprefix("file://")) / names.STREAM_PROGRESS_DIR / f"{query}.json").unlink(missing_ok=True)
+
+
 class BatchReports:
     """Each query's last batch report, handed from its foreachBatch function to the supervisor,
     which completes it with Spark's own account of the batch and publishes it."""
 
+    KEPT = 100  # Spark keeps as many progress updates (spark.sql.streaming.numRecentProgressUpdates)
+
     def __init__(self) -> None:
-        self._reports: dict[str, tuple[int, Any]] = {}
+        self._reports: dict[str, dict[int, Any]] = {}
         self._lock = threading.Lock()
 
     def put(self, query: str, batch_id: int, report: Any) -> None:
         with self._lock:
-            self._reports[query] = (batch_id, report)
+            reports = self._reports.setdefault(query, {})
+            reports[batch_id] = report
+            for old in sorted(reports)[:-self.KEPT]:
+                del reports[old]
 
     def take(self, query: str, batch_id: int) -> Any:
         with self._lock:
-            stored = self._reports.get(query)
-        return stored[1] if stored and stored[0] == batch_id else None
+            return self._reports.get(query, {}).pop(batch_id, None)
 
 
 class SinkProcessor:
@@ -229,7 +239,7 @@ class SupervisedQuery:
         self.failures = 0
         self.restart_at = 0.0
         self.started_at = 0.0
-        self.reported_batch = -1
+        self.reported_trigger = ""
         self.quarantined_total: Counter[str] = Counter()
 
     def poll(self, now: float) -> None:
@@ -246,19 +256,29 @@ class SupervisedQuery:
         try:
             self.query = self._start()
             self.started_at = now
+            clear_progress(self.config.checkpoint_root, self._failure_report)
             log.info("started query %s (checkpoint %s)", self.name, self.config.checkpoint(self.name))
         except Exception as exc:  # noqa: BLE001 - a query that cannot start waits and retries
             self._failed(now, f"{type(exc).__name__}: {exc}")
+
+    @property
+    def _failure_report(self) -> str:
+        return f"{self.name}.failure"
 
     def _report_progress(self) -> None:
         """Publish each finished micro-batch once: the foreachBatch function's report, completed
         with Spark's own account (input rows, where the time went, the observed counts)."""
         for progress in self.query.recentProgress:
-            batch_id = progress.get("batchId", -1)
-            if batch_id <= self.reported_batch:
+            # An idle trigger reports the id of the batch that has not run yet, so progress is
+            # told apart by when its trigger started, not by batch id.
+            started = progress.get("timestamp") or ""
+            if started <= self.reported_trigger:
                 continue
-            self.reported_batch = batch_id
+            self.reported_trigger = started
+            batch_id = progress.get("batchId", -1)
             report = self.reports.take(self.name, batch_id)
+            if report is None and not progress.get("numInputRows"):
+                continue  # an idle trigger, not a batch: the last batch's report stays
             observed = (progress.get("observedMetrics") or {}).get(self.name)
             if isinstance(report, CoreReport) and observed:
                 apply_counts(report, observed.asDict() if hasattr(observed, "asDict") else dict(observed))
@@ -279,7 +299,7 @@ class SupervisedQuery:
         self.restart_at = now + backoff
         log.error("query %s failed (%d in a row); restarting it in %.0fs, the other queries go on: %s",
                   self.name, self.failures, backoff, error[:2000])
-        record_progress(self.config.checkpoint_root, f"{self.name}.failure",
+        record_progress(self.config.checkpoint_root, self._failure_report,
                         {"error": error[:2000], "failures": self.failures, "restart_in_s": backoff})
 
     def stop(self, deadline: float) -> None:

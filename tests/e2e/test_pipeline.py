@@ -120,9 +120,9 @@ def assert_sinks_match_postgres(stack_env, airflow, pg, cassandra):
 
 def assert_rest_holds_each_change_once(api, changes: dict[int, int]):
     wrong = {}
+    stored = api.events_for_rows(changes)
     for rid, expected in changes.items():
-        events = api.events_for_row(rid)
-        keys = [e["idempotency_key"] for e in events]
+        keys = [e["idempotency_key"] for e in stored[rid]]
         if len(keys) != expected or len(set(keys)) != len(keys):
             wrong[rid] = (expected, len(keys))
     assert not wrong, f"{len(wrong)} rows with wrong REST event counts (expected, stored): {list(wrong.items())[:10]}"
@@ -174,6 +174,149 @@ def test_a_dead_api_fills_the_dlq_without_stalling_cassandra_and_reprocess_deliv
     assert_rest_holds_each_change_once(api, changes)
 
 
+@pytest.fixture
+def supervisor(stack_config):
+    from cdc_platform.stack.supervisor import Supervisor
+
+    return Supervisor(stack_config)
+
+
+def bring_back(service: str) -> None:
+    """Start a stopped stack service and wait until it is ready again."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cdc_platform.stack", "up", service], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def redis_fences(stack_env, changes: dict[int, int]) -> dict[int, dict]:
+    client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
+    pipe = client.pipeline(transaction=False)
+    for rid in changes:
+        pipe.hgetall(f"{names.REDIS_ROW_PREFIX}{rid}")
+    return dict(zip(changes, pipe.execute()))
+
+
+def test_a_redis_outage_holds_back_only_redis_which_then_catches_up_exactly(
+        stream, stack_env, pg, cassandra, api, supervisor):
+    supervisor.stop_process("redis")
+    try:
+        changes = write_workload(pg, 400, seed=21)
+        # Cassandra and the REST service stay fresh while the Redis query waits and retries.
+        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        assert comparison.equal, comparison.summary()
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                assert_rest_holds_each_change_once(api, changes)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "the REST service fell behind during the Redis outage"
+                time.sleep(2)
+        assert not runbook.stream_caught_up(stack_env), "the Redis query cannot have caught up without Redis"
+    finally:
+        bring_back("redis")
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+
+
+def test_a_cassandra_outage_holds_back_only_cassandra_which_then_catches_up_exactly(
+        stream, stack_env, pg, cassandra, api, supervisor):
+    supervisor.stop_process("cassandra")
+    try:
+        changes = write_workload(pg, 400, seed=22)
+        # Redis and the REST service stay fresh while the Cassandra query waits and retries.
+        deadline = time.monotonic() + 180
+        while True:
+            fences = redis_fences(stack_env, changes)
+            if all(fence.get("pos") for fence in fences.values()):
+                try:
+                    assert_rest_holds_each_change_once(api, changes)
+                    break
+                except AssertionError:
+                    pass
+            assert time.monotonic() < deadline, "Redis or the REST service fell behind during the Cassandra outage"
+            time.sleep(2)
+        with pg.cursor() as cur:
+            cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (list(changes),))
+            alive = {row[0] for row in cur.fetchall()}
+        pg.commit()
+        assert {rid for rid, fence in fences.items() if fence["deleted"] == "0"} == alive
+    finally:
+        bring_back("cassandra")
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+
+
+def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
+        stream, stack_env, pg, cassandra, api):
+    """The stream paused; 2,000 new content rows and 30,000 events for the last of them in one
+    transaction; the stream resumed reads events before their content. None may be lost."""
+    from cdc_platform import traffic
+
+    runs = stream.runs("cdc_stream", limit=1)
+    stream.set_paused("cdc_stream", True)
+    stream.set_task_state("cdc_stream", runs[0]["dag_run_id"], "run_stream", "failed")
+    deadline = time.monotonic() + 120
+    while runbook.stream_driver_pids():
+        assert time.monotonic() < deadline, "the stream did not stop"
+        time.sleep(1)
+    catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), 2000, datetime(2026, 1, 1))
+    catalogue[-1]["length_seconds"] = 600
+    last = catalogue[-1]["id"]
+    with pg.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {names.PG_CONTENT_TABLE} (id, slug, title, content_type, length_seconds, publish_ts) "
+            "VALUES (%(id)s, %(slug)s, %(title)s, %(content_type)s, %(length_seconds)s, %(publish_ts)s)", catalogue)
+        cur.execute(
+            f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, device) "
+            "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', g %% 600000, 'tv' "
+            "FROM generate_series(1, 30000) AS g RETURNING id", (last,))
+        ids = [row[0] for row in cur.fetchall()]
+    pg.commit()
+    runbook.start_stream(stream, stack_env, timeout=300)
+
+    runbook.wait_caught_up(stack_env, timeout=600)
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    assert comparison.equal, comparison.summary()
+    client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
+    assert client.zscore(names.REDIS_COUNTS, last) == 30_000
+    assert_rest_holds_each_change_once(api, {rid: 1 for rid in ids})
+    quarantined = verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])
+    assert quarantined.get("unknown_content", 0) == 0, quarantined
+
+
+def test_events_committed_with_their_content_while_the_stream_runs_reach_every_sink(
+        stream, stack_env, pg, cassandra, api):
+    """Content and its events in one transaction, read while the stream runs: the core query's
+    catalogue learns the content after it has read (some of) the events, which then wait."""
+    from cdc_platform import traffic
+
+    catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), 200, datetime(2026, 1, 1))
+    catalogue[-1]["length_seconds"] = 300
+    last = catalogue[-1]["id"]
+    with pg.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {names.PG_CONTENT_TABLE} (id, slug, title, content_type, length_seconds, publish_ts) "
+            "VALUES (%(id)s, %(slug)s, %(title)s, %(content_type)s, %(length_seconds)s, %(publish_ts)s)", catalogue)
+        cur.execute(
+            f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, device) "
+            "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', g %% 300000, 'mobile' "
+            "FROM generate_series(1, 5000) AS g RETURNING id", (last,))
+        ids = [row[0] for row in cur.fetchall()]
+    pg.commit()
+    runbook.wait_caught_up(stack_env, timeout=300)
+    client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
+    deadline = time.monotonic() + 120
+    while client.zscore(names.REDIS_COUNTS, last) != 5_000:
+        assert time.monotonic() < deadline, f"Redis counts {client.zscore(names.REDIS_COUNTS, last)} of 5000"
+        time.sleep(1)
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    assert comparison.equal, comparison.summary()
+    assert_rest_holds_each_change_once(api, {rid: 1 for rid in ids})
+    assert verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]).get("unknown_content", 0) == 0
+
+
 def test_kill_9_of_the_spark_driver_mid_stream_still_converges_exactly(stream, stack_env, pg, cassandra, api):
     writer_conn = psycopg2.connect(stack_env["PG_DSN"])
     result: dict = {}
@@ -219,12 +362,13 @@ def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
 
 
 def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(stream, stack_env):
-    loose = {"max_parked": 10**9, "max_dlq_depth": 10**9}
+    loose = {"max_parked": 10**9, "max_dlq_depth": 10**9, "max_new_quarantined": 10**9}
     healthy = runbook.run_dag(stream, "cdc_watchdog", conf=loose)
     assert healthy["state"] == "success"
     metrics = xcom(stream, healthy, "check_pipeline")["metrics"]
     assert metrics["connector_state"] == "RUNNING" and metrics["slot_active"] is True
-    assert set(metrics["sink_lag_messages"]) == {"cassandra", "redis", "rest"}
+    assert set(metrics["sink_lag_messages"]) == set(names.STREAM_QUERIES)
+    assert metrics["waiting_for_content"] == 0 and "quarantined_new" in metrics
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     since = datetime.now(timezone.utc).isoformat()
