@@ -23,6 +23,8 @@ STREAM_SPARK_CONF = {
     "spark.scheduler.mode": "FAIR",
     "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
+    # The supervisor reads every query's recent progress each second; a short history is enough.
+    "spark.sql.streaming.numRecentProgressUpdates": "20",
 }
 
 

@@ -92,7 +92,7 @@ class BatchReports:
     """Each query's last batch report, handed from its foreachBatch function to the supervisor,
     which completes it with Spark's own account of the batch and publishes it."""
 
-    KEPT = 100  # Spark keeps as many progress updates (spark.sql.streaming.numRecentProgressUpdates)
+    KEPT = 20  # as many as Spark keeps progress updates (spark.sql.streaming.numRecentProgressUpdates)
 
     def __init__(self) -> None:
         self._reports: dict[str, dict[int, Any]] = {}
