@@ -38,7 +38,7 @@ test: up  ## the full test suite (unit, DAG integrity, integration, e2e) against
 test-unit: install  ## only the tests that need no services
 	@$(RUN) -m pytest tests/unit tests/dags $(PYTEST_ARGS)
 
-bench:  ## throughput and end-to-end latency of the running pipeline (after make demo)
+bench:  ## capture, backlog, sustained steps, freshness, footprint of the running pipeline (after make demo; ARGS=--help)
 	@$(RUN) -m cdc_platform.bench $(ARGS)
 
 lock:  ## re-pin include/stack/constraints.txt from the current venv

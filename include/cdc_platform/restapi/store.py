@@ -118,6 +118,15 @@ class EventStore:
             ).fetchall()
         return [_row(r) for r in records]
 
+    def by_row_range(self, row_min: int, row_max: int, limit: int) -> list[dict[str, Any]]:
+        """Events of rows ``row_min`` to ``row_max`` (inclusive), by row then position."""
+        with self._lock:
+            records = self._conn.execute(
+                f"SELECT {self._COLUMNS} FROM events WHERE row_id BETWEEN ? AND ? ORDER BY row_id, position LIMIT ?",
+                (row_min, row_max, limit),
+            ).fetchall()
+        return [_row(r) for r in records]
+
     def latest(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
             records = self._conn.execute(

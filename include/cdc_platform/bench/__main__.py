@@ -1,0 +1,5 @@
+import sys
+
+from cdc_platform.bench.cli import main
+
+sys.exit(main())
