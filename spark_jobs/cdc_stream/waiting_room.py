@@ -70,36 +70,12 @@ class WaitingRoom:
 
     def load(self, timeout_s: float = 60.0) -> None:
         """Read the whole topic: the latest record per key, tombstones removing theirs."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-waiting-room",
-                             "enable.auto.commit": False, "log_level": 0})
-        try:
-            metadata = consumer.list_topics(self.topic, timeout=timeout_s).topics[self.topic]
-            if metadata.error is not None:
-                raise RuntimeError(f"waiting room topic {self.topic}: {metadata.error}")
-            ends = {}
-            for partition in metadata.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout_s)
-                if high > low:
-                    ends[partition] = high
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
-            while ends:
-                message = consumer.poll(timeout_s)
-                if message is None:
-                    raise RuntimeError(f"waiting room topic {self.topic}: no message within {timeout_s}s "
-                                       f"while {len(ends)} partitions were not read to their end")
-                if message.error():
-                    raise RuntimeError(f"waiting room topic {self.topic}: {message.error()}")
-                record_id = message.key().decode()
-                if message.value() is None:
-                    self._events.pop(record_id, None)
-                else:
-                    self._events[record_id] = WaitingEvent.from_json(message.value(), message.timestamp()[1])
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-        finally:
-            consumer.close()
+        for message in self._read({}, timeout_s):
+            record_id = message.key().decode()
+            if message.value() is None:
+                self._events.pop(record_id, None)
+            else:
+                self._events[record_id] = WaitingEvent.from_json(message.value(), message.timestamp()[1])
         log.info("waiting room: %d events waiting for their content (%s)", len(self), self.topic)
 
     def due(self, knows_content, now_ms: int) -> list[WaitingEvent]:
@@ -140,29 +116,30 @@ class WaitingRoom:
 
     def parked_since(self, mark: dict[int, int], timeout_s: float = 30.0) -> list[str]:
         """The values written to the topic after ``mark`` (by this job only): the events a batch parked."""
+        return [message.value() for message in self._read(mark, timeout_s) if message.value() is not None]
+
+    def _read(self, starts: dict[int, int], timeout_s: float):
+        """The topic's messages from ``starts`` (per partition; the beginning where absent) to its end now."""
         from confluent_kafka import TopicPartition
 
-        ends = {p: end for p, end in self.end_offsets().items() if end > mark.get(p, 0)}
+        ends = {p: end for p, end in self.end_offsets().items() if end > starts.get(p, 0)}
         if not ends:
-            return []
+            return
         consumer = self._get_consumer()
-        consumer.assign([TopicPartition(self.topic, p, mark.get(p, 0)) for p in ends])
-        values = []
+        consumer.assign([TopicPartition(self.topic, p, starts.get(p, 0)) for p in ends])
         try:
             while ends:
                 message = consumer.poll(timeout_s)
                 if message is None:
-                    raise RuntimeError(f"waiting room topic {self.topic}: parked events not readable within "
-                                       f"{timeout_s}s")
+                    raise RuntimeError(f"waiting room topic {self.topic}: no message within {timeout_s}s "
+                                       f"while {len(ends)} partitions were not read to their end")
                 if message.error():
                     raise RuntimeError(f"waiting room topic {self.topic}: {message.error()}")
-                if message.value() is not None:
-                    values.append(message.value())
+                yield message
                 if message.offset() + 1 >= ends.get(message.partition(), 0):
                     ends.pop(message.partition(), None)
         finally:
             consumer.unassign()
-        return values
 
     def _get_consumer(self):
         if self._consumer is None:

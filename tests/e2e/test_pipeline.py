@@ -248,20 +248,11 @@ def test_a_cassandra_outage_holds_back_only_cassandra_which_then_catches_up_exac
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
 
 
-def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
-        stream, stack_env, pg, cassandra, api):
-    """The stream paused; 2,000 new content rows and 30,000 events for the last of them in one
-    transaction; the stream resumed reads events before their content. None may be lost."""
+def insert_content_with_events(pg, contents: int, events: int, device: str) -> tuple[str, list[int]]:
+    """In one transaction, new content rows and events for the last of them; (its id, event ids)."""
     from cdc_platform import traffic
 
-    runs = stream.runs("cdc_stream", limit=1)
-    stream.set_paused("cdc_stream", True)
-    stream.set_task_state("cdc_stream", runs[0]["dag_run_id"], "run_stream", "failed")
-    deadline = time.monotonic() + 120
-    while runbook.stream_driver_pids():
-        assert time.monotonic() < deadline, "the stream did not stop"
-        time.sleep(1)
-    catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), 2000, datetime(2026, 1, 1))
+    catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), contents, datetime(2026, 1, 1))
     catalogue[-1]["length_seconds"] = 600
     last = catalogue[-1]["id"]
     with pg.cursor() as cur:
@@ -270,10 +261,25 @@ def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
             "VALUES (%(id)s, %(slug)s, %(title)s, %(content_type)s, %(length_seconds)s, %(publish_ts)s)", catalogue)
         cur.execute(
             f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, device) "
-            "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', g %% 600000, 'tv' "
-            "FROM generate_series(1, 30000) AS g RETURNING id", (last,))
+            "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', g %% 600000, %s "
+            "FROM generate_series(1, %s) AS g RETURNING id", (last, device, events))
         ids = [row[0] for row in cur.fetchall()]
     pg.commit()
+    return last, ids
+
+
+def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
+        stream, stack_env, pg, cassandra, api):
+    """The stream paused; 2,000 new content rows and 30,000 events for the last of them in one
+    transaction; the stream resumed reads events before their content. None may be lost."""
+    runs = stream.runs("cdc_stream", limit=1)
+    stream.set_paused("cdc_stream", True)
+    stream.set_task_state("cdc_stream", runs[0]["dag_run_id"], "run_stream", "failed")
+    deadline = time.monotonic() + 120
+    while runbook.stream_driver_pids():
+        assert time.monotonic() < deadline, "the stream did not stop"
+        time.sleep(1)
+    last, ids = insert_content_with_events(pg, 2000, 30_000, "tv")
     runbook.start_stream(stream, stack_env, timeout=300)
 
     runbook.wait_caught_up(stack_env, timeout=600)
@@ -290,21 +296,7 @@ def test_events_committed_with_their_content_while_the_stream_runs_reach_every_s
         stream, stack_env, pg, cassandra, api):
     """Content and its events in one transaction, read while the stream runs: the core query's
     catalogue learns the content after it has read (some of) the events, which then wait."""
-    from cdc_platform import traffic
-
-    catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), 200, datetime(2026, 1, 1))
-    catalogue[-1]["length_seconds"] = 300
-    last = catalogue[-1]["id"]
-    with pg.cursor() as cur:
-        cur.executemany(
-            f"INSERT INTO {names.PG_CONTENT_TABLE} (id, slug, title, content_type, length_seconds, publish_ts) "
-            "VALUES (%(id)s, %(slug)s, %(title)s, %(content_type)s, %(length_seconds)s, %(publish_ts)s)", catalogue)
-        cur.execute(
-            f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, device) "
-            "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', g %% 300000, 'mobile' "
-            "FROM generate_series(1, 5000) AS g RETURNING id", (last,))
-        ids = [row[0] for row in cur.fetchall()]
-    pg.commit()
+    last, ids = insert_content_with_events(pg, 200, 5_000, "mobile")
     runbook.wait_caught_up(stack_env, timeout=300)
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
     deadline = time.monotonic() + 120
