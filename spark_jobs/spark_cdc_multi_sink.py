@@ -1,17 +1,18 @@
 """CDC stream entry point: Debezium topics -> clean/enrich -> Cassandra, Redis, REST.
 
-One streaming query per sink ("cassandra", "redis", "rest"), each with its own checkpoint under
-``--checkpoint-root/<sink>``; bad records go to the quarantine topic with a reason.
+A content and a core query parse, validate and enrich each Debezium record once into normalized
+topics; one query per sink ("cassandra", "redis", "rest") applies them. Each query keeps its own
+checkpoint under ``--checkpoint-root/<query>``; bad records go to the quarantine topic with a reason.
 Every setting defaults to the environment of ``.stack/env``; ``--help`` lists them.
 
 Run with spark-submit, shipping the packages to executors::
 
     . .stack/env
     PY_FILES=$(PYTHONPATH=include:spark_jobs .stack/venv/bin/python -m cdc_stream.packaging .stack/build)
-    .stack/venv/bin/spark-submit --master 'local[*]' \\
+    .stack/venv/bin/spark-submit --master 'local[8]' \\
         --jars "$SPARK_KAFKA_JARS" --py-files "$PY_FILES" \\
         --conf spark.pyspark.python=.stack/venv/bin/python \\
-        spark_jobs/spark_cdc_multi_sink.py --sinks cassandra,redis,rest --trigger-seconds 5
+        spark_jobs/spark_cdc_multi_sink.py --sinks cassandra,redis,rest
 
 ``spark.pyspark.python`` must name an interpreter with the sinks' client libraries (cassandra-driver,
 redis, requests, confluent-kafka) on every node. On a local master, running it directly also works
@@ -19,7 +20,8 @@ redis, requests, confluent-kafka) on every node. On a local master, running it d
 
     PYTHONPATH=include:spark_jobs .stack/venv/bin/python spark_jobs/spark_cdc_multi_sink.py --sinks cassandra
 
-SIGTERM/SIGINT stop the queries between micro-batches; the exit code is 1 if a query failed.
+SIGTERM/SIGINT stop the queries between micro-batches. A query that fails is restarted alone,
+with a backoff, while the others go on.
 """
 import sys
 

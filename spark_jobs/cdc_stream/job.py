@@ -318,7 +318,7 @@ class SupervisedQuery:
 
 def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: float = 1.0,
         stop_timeout_s: float = 120.0) -> int:
-    """Start the core query and one query per sink; supervise them until SIGTERM/SIGINT."""
+    """Start the content and core queries and one query per sink; supervise them until SIGTERM/SIGINT."""
     stop = threading.Event()
 
     def request_stop(signum, _frame) -> None:
@@ -373,7 +373,7 @@ def build_session(app_name: str, master: str | None) -> SparkSession:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark_cdc_multi_sink.py",
-        description="CDC stream: Debezium topics -> clean/enrich -> Cassandra, Redis, REST (one query per sink).",
+        description="CDC stream: Debezium topics -> clean/enrich once -> Cassandra, Redis, REST (a query per sink).",
     )
     p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP"),
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP)")

@@ -1,6 +1,6 @@
 """Redis sink: applies each micro-batch of normalized changes to the real-time aggregates.
 
-Use as a foreachBatch function: ``functools.partial(write_batch, settings=settings)``.
+``write_batch`` takes a micro-batch of normalized records (topic, value: change_log).
 Exactly-once effect comes from the per-row position fences in
 cdc_platform.aggregates, so a re-run micro-batch or a replayed Kafka range is harmless.
 """
