@@ -74,25 +74,27 @@ def start_stream(client: AirflowClient, env, timeout: float = 240, log: Callable
         time.sleep(2)
 
 
-def stream_caught_up(env) -> bool:
-    """Every query's last committed offsets equal the topics' end offsets."""
+def queries_caught_up(env) -> dict[str, bool]:
+    """Per stream query: its last committed offsets equal its topics' end offsets."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": "cdc-runbook",
                          "enable.auto.commit": False, "log_level": 0})
     try:
+        caught_up = {}
         for query in STREAM_QUERIES:
             committed = latest_committed_offsets(stream_checkpoint_root(env) / query)
-            if committed is None:
-                return False
-            for topic, partitions in committed[0].items():
-                for partition, offset in partitions.items():
-                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                    if offset < high:
-                        return False
-        return True
+            caught_up[query] = committed is not None and all(
+                offset >= consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+                for topic, partitions in committed[0].items() for partition, offset in partitions.items())
+        return caught_up
     finally:
         consumer.close()
+
+
+def stream_caught_up(env) -> bool:
+    """Every query's last committed offsets equal the topics' end offsets."""
+    return all(queries_caught_up(env).values())
 
 
 def wait_caught_up(env, timeout: float = 300, log: Callable[[str], None] | None = None) -> float:

@@ -248,6 +248,28 @@ def test_a_cassandra_outage_holds_back_only_cassandra_which_then_catches_up_exac
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
 
 
+def test_a_slow_rest_api_holds_back_only_the_rest_sink(stream, stack_env, pg, cassandra, api):
+    # Every post waits 4.5 s (under the sink's 5 s timeout): slow, not failing.
+    api.set_faults(latency_ms=4500)
+    try:
+        changes = write_workload(pg, 300, seed=23)
+        deadline = time.monotonic() + 180
+        while not all(fence.get("pos") for fence in redis_fences(stack_env, changes).values()):
+            assert time.monotonic() < deadline, "Redis fell behind the slow REST API"
+            time.sleep(0.3)
+        while True:
+            caught_up = runbook.queries_caught_up(stack_env)
+            if caught_up[names.sink_query("cassandra")] and caught_up[names.sink_query("redis")]:
+                break
+            assert time.monotonic() < deadline, f"Cassandra or Redis fell behind the slow REST API: {caught_up}"
+            time.sleep(0.3)
+        assert not caught_up[names.sink_query("rest")], "the REST sink kept up: the test did not slow it down"
+    finally:
+        api.clear_faults()
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    assert_rest_holds_each_change_once(api, changes)
+
+
 def insert_content_with_events(pg, contents: int, events: int, device: str) -> tuple[str, list[int]]:
     """In one transaction, new content rows and events for the last of them; (its id, event ids)."""
     from cdc_platform import traffic
