@@ -20,6 +20,7 @@ from cdc_platform import names, runbook, verify
 from cdc_platform.clients import cassandra_cluster
 from cdc_platform.delivery import dlq
 from cdc_platform.kafka_connect import KafkaConnectClient
+from tests.polling import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -191,6 +192,15 @@ def bring_back(service: str) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
+def answers(session) -> bool:
+    from cassandra.cluster import NoHostAvailable
+
+    try:
+        return session.execute("SELECT release_version FROM system.local").one() is not None
+    except NoHostAvailable:
+        return False
+
+
 def redis_fences(stack_env, changes: dict[int, int]) -> dict[int, dict]:
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
     pipe = client.pipeline(transaction=False)
@@ -245,6 +255,8 @@ def test_a_cassandra_outage_holds_back_only_cassandra_which_then_catches_up_exac
         assert {rid for rid, fence in fences.items() if fence["deleted"] == "0"} == alive
     finally:
         bring_back("cassandra")
+    # This test's own session marked the host down; its driver reconnects with a backoff.
+    poll_until(lambda: answers(cassandra), timeout=180, what="the test's Cassandra session reconnecting")
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
 
 
