@@ -47,8 +47,9 @@ def event_records(classified: DataFrame, *, changes_topic: str, quarantine_topic
     change, waiting = transforms.is_change(), transforms.is_waiting()
     record_id = F.concat_ws("/", F.col("_src_topic"), F.col("_src_partition").cast("string"),
                             F.col("_src_offset").cast("string"))
+    names = (field.name for field in schemas.WAITING_RECORD.fields)
     waiting_fields = [F.unix_millis(c).alias("timestamp_ms") if name == "timestamp" else c
-                      for name, c in zip(_names(schemas.WAITING_RECORD), transforms.waiting_columns())]
+                      for name, c in zip(names, transforms.waiting_columns())]
     return classified.select(
         F.when(change, F.lit(changes_topic)).when(waiting, F.lit(pending_topic))
         .otherwise(F.lit(quarantine_topic)).alias("topic"),
@@ -60,10 +61,6 @@ def event_records(classified: DataFrame, *, changes_topic: str, quarantine_topic
         F.when(transforms.is_quarantined(), F.col("_reason")).alias("reason"),
         F.when(change, F.col("position")).alias("position"),
     )
-
-
-def _names(schema) -> list[str]:
-    return [field.name for field in schema.fields]
 
 
 def content_change_records(content_changes: DataFrame, topic: str) -> DataFrame:

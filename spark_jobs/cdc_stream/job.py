@@ -122,7 +122,7 @@ class SinkProcessor:
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         batch_df.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", self.sink.name)
-        result = self.sink.write_batch(batch_df.select("topic", "value"), batch_id, self.config.settings)
+        result = self.sink.write_batch(batch_df, batch_id, self.config.settings)
         report: dict[str, Any] = {"sink": self.sink.name, "duration_s": round(time.monotonic() - started, 3)}
         if dataclasses.is_dataclass(result):
             report["result"] = dataclasses.asdict(result)
@@ -389,14 +389,14 @@ def parser() -> argparse.ArgumentParser:
                    help="bearer token; prefer env API_TOKEN, arguments are visible in the process list")
     p.add_argument("--sinks", default=",".join(SINKS),
                    help=f"comma-separated subset of {','.join(SINKS)} (default: all)")
-    p.add_argument("--trigger-seconds", type=float, default=float(env_default("CDC_TRIGGER_SECONDS", "0.5")),
+    p.add_argument("--trigger-seconds", type=float, default=float(env_default("CDC_TRIGGER_SECONDS") or JobConfig.trigger_seconds),
                    help="micro-batch interval of every query (env CDC_TRIGGER_SECONDS; 0: as fast as possible)")
     p.add_argument("--starting-offsets", default=env_default("CDC_STARTING_OFFSETS", "earliest"),
                    help="earliest|latest|JSON; only used when a query has no checkpoint yet")
-    p.add_argument("--max-offsets-per-trigger", type=int, default=50_000,
+    p.add_argument("--max-offsets-per-trigger", type=int, default=JobConfig.max_offsets_per_trigger,
                    help="bound each micro-batch (0: unbounded)")
     p.add_argument("--max-content-wait-seconds", type=float,
-                   default=float(env_default("CDC_MAX_CONTENT_WAIT_SECONDS", "900")),
+                   default=float(env_default("CDC_MAX_CONTENT_WAIT_SECONDS") or JobConfig.max_content_wait_seconds),
                    help="how long an event waits for its content row before it is quarantined as unknown_content")
     p.add_argument("--events-topic", default=names.EVENTS_TOPIC)
     p.add_argument("--content-topic", default=names.CONTENT_TOPIC)
