@@ -1,0 +1,70 @@
+"""The live stack's clients, shared by every end-to-end test of the session."""
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from cdc_platform import runbook
+from cdc_platform.clients import cassandra_cluster
+
+
+@pytest.fixture(scope="session")
+def airflow(stack_env):
+    client = runbook.airflow_client(stack_env)
+    client.wait_for_dags(runbook.PIPELINE_DAGS)
+    return client
+
+
+class ReconnectingConnection:
+    """A psycopg2 connection that reconnects once its server went away (a fault test restarts
+    PostgreSQL): the first call after the restart fails, the next one gets a new connection."""
+
+    def __init__(self, dsn: str):
+        self._dsn = dsn
+        self._conn = psycopg2.connect(dsn)
+
+    def __getattr__(self, name):
+        if self._conn.closed:
+            self._conn = psycopg2.connect(self._dsn)
+        return getattr(self._conn, name)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg(stack_env):
+    conn = ReconnectingConnection(stack_env["PG_DSN"])
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def cassandra(stack_env):
+    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    yield cluster.connect()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def api(stack_env):
+    api = runbook.RestApi(stack_env)
+    api.clear_faults()
+    yield api
+    api.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def stream(airflow, stack_env):
+    """Provisioned and streaming (the first test asserts provisioning itself)."""
+    run = runbook.run_dag(airflow, "cdc_provision")
+    assert run["state"] == "success", run["task_instances"]
+    runbook.start_stream(airflow, stack_env)
+    return airflow
+
+
+@pytest.fixture(scope="session")
+def supervisor(stack_config):
+    from cdc_platform.stack.supervisor import Supervisor
+
+    return Supervisor(stack_config)
