@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cdc_platform import names
+from cdc_platform import names, semantics
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "connectors" / f"{names.CONNECTOR_NAME}.json"
 
@@ -28,6 +28,7 @@ def render(pg_host: str, pg_port: int, pg_user: str, password_ref: str,
         "REPLICATION_SLOT": names.REPLICATION_SLOT,
         "PUBLICATION": names.PUBLICATION,
         "PG_HEARTBEAT_TABLE": names.PG_HEARTBEAT_TABLE,
+        "UNAVAILABLE_VALUE_PLACEHOLDER": semantics.UNAVAILABLE_VALUE_PLACEHOLDER,
         "TABLE_INCLUDE_LIST": ",".join(
             f"public.{t}" for t in (names.PG_CONTENT_TABLE, names.PG_EVENTS_TABLE, names.PG_HEARTBEAT_TABLE)
         ),

@@ -28,6 +28,18 @@ VERY_HIGH_PCT = 0.9
 MAX_FUTURE_SKEW = timedelta(hours=1)
 # engagement_10m: rolling window of event time, kept as per-minute buckets.
 ROLLING_WINDOW_MINUTES = 10
+# How long the change topics keep a change, so how late any sink can be handed it again (a
+# replay from a checkpoint or an offset reset). A deleted row's Redis fence must outlive that,
+# so a replayed older insert stays a no-op; then it expires, so deletes do not fill Redis.
+CHANGE_REPLAY_HORIZON_MS = 7 * 24 * 3600 * 1000
+DELETED_ROW_FENCE_TTL_MS = CHANGE_REPLAY_HORIZON_MS + 24 * 3600 * 1000
+# Timestamps every sink can hold: years 1 to 9999 (ISO-8601 four-digit years, Python's datetime,
+# the REST events). PostgreSQL also stores BC dates and +/-infinity; those are quarantined.
+MIN_TIMESTAMP = datetime(1, 1, 1, tzinfo=timezone.utc)
+MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+# What Debezium sends for a TOASTed column it could not read (replica identity not FULL);
+# the connector config sets it from here, and such a change is quarantined, never applied.
+UNAVAILABLE_VALUE_PLACEHOLDER = "__debezium_unavailable_value"
 
 
 # Quarantine reasons: stable strings that dashboards, alerts and tools match on.
@@ -40,9 +52,12 @@ MALFORMED_FIELD = "malformed_field"            # e.g. a UUID column holding some
 NEGATIVE_DURATION = "negative_duration"
 FUTURE_EVENT_TS = "future_event_ts"
 UNKNOWN_CONTENT = "unknown_content"
+OUT_OF_RANGE_TIMESTAMP = "out_of_range_timestamp"   # BC, +/-infinity: outside MIN/MAX_TIMESTAMP
+UNAVAILABLE_VALUE = "unavailable_value"            # a column holding UNAVAILABLE_VALUE_PLACEHOLDER
 QUARANTINE_REASONS = (
     UNPARSEABLE_JSON, SCHEMA_MISMATCH, MISSING_POSITION, UNKNOWN_OP, MISSING_REQUIRED_FIELD,
-    MALFORMED_FIELD, NEGATIVE_DURATION, FUTURE_EVENT_TS, UNKNOWN_CONTENT,
+    MALFORMED_FIELD, NEGATIVE_DURATION, FUTURE_EVENT_TS, UNKNOWN_CONTENT, OUT_OF_RANGE_TIMESTAMP,
+    UNAVAILABLE_VALUE,
 )
 
 
@@ -61,8 +76,9 @@ def normalize_event_type(raw: str | None) -> str | None:
 
 
 def engagement_pct(duration_ms: int | None, length_seconds: int | None) -> float | None:
-    """duration_ms / (length_seconds * 1000), capped at PCT_CAP; None when undefined."""
-    if duration_ms is None or length_seconds is None or length_seconds == 0:
+    """duration_ms / (length_seconds * 1000), capped at PCT_CAP; None when undefined, which
+    includes a length that is not positive (a negative pct would be counted as engagement)."""
+    if duration_ms is None or length_seconds is None or length_seconds <= 0:
         return None
     return min(duration_ms / (length_seconds * 1000.0), PCT_CAP)
 
@@ -73,6 +89,22 @@ def is_too_far_in_future(event_ts: datetime, now: datetime | None = None) -> boo
     if event_ts.tzinfo is None:
         event_ts = event_ts.replace(tzinfo=timezone.utc)
     return event_ts > now + MAX_FUTURE_SKEW
+
+
+def epoch_micros(ts: datetime) -> int:
+    """Microseconds since 1970 UTC, exact (no float); a naive datetime is taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+MIN_TIMESTAMP_MICROS = epoch_micros(MIN_TIMESTAMP)
+MAX_TIMESTAMP_MICROS = epoch_micros(MAX_TIMESTAMP)
+
+
+def timestamp_micros_in_range(micros: int) -> bool:
+    return MIN_TIMESTAMP_MICROS <= micros <= MAX_TIMESTAMP_MICROS
 
 
 def idempotency_key(row_id: int, position: int) -> str:

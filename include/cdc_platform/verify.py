@@ -20,10 +20,16 @@ def source_rejection(row: dict, now: datetime) -> str | None:
 
     Mirrors the stream's validation for rows as PostgreSQL stores them.
     """
-    if any(row.get(k) is None for k in ("content_id", "user_id", "event_type", "event_ts")):
+    if row.get("content_id") is None or row.get("user_id") is None:
+        return semantics.MISSING_REQUIRED_FIELD
+    if semantics.normalize_event_type(row.get("event_type")) is None:
+        return semantics.MISSING_REQUIRED_FIELD
+    if row.get("event_ts") is None and not row.get("event_ts_out_of_range"):
         return semantics.MISSING_REQUIRED_FIELD
     if row.get("duration_ms") is not None and row["duration_ms"] < 0:
         return semantics.NEGATIVE_DURATION
+    if row.get("event_ts_out_of_range"):
+        return semantics.OUT_OF_RANGE_TIMESTAMP
     if semantics.is_too_far_in_future(row["event_ts"], now):
         return semantics.FUTURE_EVENT_TS
     if row.get("length_known") is False:
@@ -34,17 +40,22 @@ def source_rejection(row: dict, now: datetime) -> str | None:
 def expected_rows_from_postgres(pg_conn, now: datetime | None = None) -> dict[int, dict]:
     """Current engagement rows that the sinks must hold, enriched the way the stream enriches."""
     now = now or datetime.now(timezone.utc)
+    bounds = (semantics.MIN_TIMESTAMP.replace(tzinfo=None), semantics.MAX_TIMESTAMP.replace(tzinfo=None))
     with pg_conn.cursor() as cur:
+        # BC and +/-infinity timestamps do not fit a Python datetime: PostgreSQL tells them apart.
         cur.execute(
-            f"SELECT e.id, e.content_id::text, e.user_id::text, e.event_type, e.event_ts, e.duration_ms, e.device, "
+            f"SELECT e.id, e.content_id::text, e.user_id::text, e.event_type, "
+            f"CASE WHEN e.event_ts BETWEEN %s AND %s THEN e.event_ts END, "
+            f"NOT (e.event_ts BETWEEN %s AND %s), e.duration_ms, e.device, "
             f"c.length_seconds, c.id IS NOT NULL FROM {names.PG_EVENTS_TABLE} e "
-            f"LEFT JOIN {names.PG_CONTENT_TABLE} c ON c.id = e.content_id")
+            f"LEFT JOIN {names.PG_CONTENT_TABLE} c ON c.id = e.content_id", bounds + bounds)
         rows = cur.fetchall()
     pg_conn.rollback()
     expected = {}
-    for rid, content_id, user_id, event_type, event_ts, duration, device, length, known in rows:
+    for rid, content_id, user_id, event_type, event_ts, out_of_range, duration, device, length, known in rows:
         row = {"id": rid, "content_id": content_id, "user_id": user_id, "event_type": event_type,
-               "event_ts": event_ts, "duration_ms": duration, "device": device, "length_known": known}
+               "event_ts": event_ts, "event_ts_out_of_range": bool(out_of_range), "duration_ms": duration,
+               "device": device, "length_known": known}
         if source_rejection(row, now) is None:
             row["device"] = semantics.normalize_device(device)
             row["event_type"] = semantics.normalize_event_type(event_type)

@@ -227,6 +227,14 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
     return starters
 
 
+def error_digest(error: str, keep: int = 2000) -> str:
+    """A long error's first and last lines: a Python error raised in a batch reaches the driver
+    wrapped in py4j and JVM frames, and the cause is at the end."""
+    if len(error) <= 2 * keep:
+        return error
+    return f"{error[:keep]}\n...\n{error[-keep:]}"
+
+
 class SupervisedQuery:
     """A query that is restarted alone, after a growing backoff, whenever it fails."""
 
@@ -298,9 +306,9 @@ class SupervisedQuery:
         backoff = min(MAX_RESTART_BACKOFF_S, 2.0 ** (self.failures - 1))
         self.restart_at = now + backoff
         log.error("query %s failed (%d in a row); restarting it in %.0fs, the other queries go on: %s",
-                  self.name, self.failures, backoff, error[:2000])
+                  self.name, self.failures, backoff, error)
         record_progress(self.config.checkpoint_root, self._failure_report,
-                        {"error": error[:2000], "failures": self.failures, "restart_in_s": backoff})
+                        {"error": error_digest(error), "failures": self.failures, "restart_in_s": backoff})
 
     def stop(self, deadline: float) -> None:
         """Stop between micro-batches, so the running batch completes. A batch outliving the

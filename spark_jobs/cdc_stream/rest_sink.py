@@ -99,11 +99,16 @@ def build_item(record: dict[str, Any], timestamp_columns: Iterable[str] = ()) ->
     return DeliveryItem(semantics.idempotency_key(row_id, position), event)
 
 
-def _unkeyed_entry(record: dict[str, Any], error: str) -> dlq.DlqEntry:
+def _parked_entry(record: dict[str, Any], error: str) -> dlq.DlqEntry:
+    """A parked entry for a change that cannot become a delivery item, keyed by its idempotency
+    key when it has one; its timestamps stay the epoch micros it came with."""
     event = json_safe(record)
-    digest = hashlib.sha256(semantics.canonical_json(event).encode()).hexdigest()[:16]
+    if record.get("id") is not None and record.get("position") is not None:
+        key = semantics.idempotency_key(record["id"], record["position"])
+    else:
+        key = "unkeyed:" + hashlib.sha256(semantics.canonical_json(event).encode()).hexdigest()[:16]
     now = datetime.now(timezone.utc)
-    return dlq.DlqEntry(idempotency_key=f"unkeyed:{digest}", event=event, error=error, attempts=1,
+    return dlq.DlqEntry(idempotency_key=key, event=event, error=error, attempts=1,
                         first_failed_at=now, last_failed_at=now, next_attempt_at=now)
 
 
@@ -147,13 +152,19 @@ def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootst
             record = change_log.decode(value)
         except ValueError as exc:
             record = {"undecodable_value": value.decode(errors="replace") if isinstance(value, bytes) else value}
-            writer.send(parked_topic, _unkeyed_entry(record, f"not a normalized change ({exc}), cannot be delivered"))
+            writer.send(parked_topic, _parked_entry(record, f"not a normalized change ({exc}), cannot be delivered"))
             counts["parked"] += 1
             continue
         try:
             chunk.append(build_item(record, timestamp_columns))
         except UnkeyedChange as exc:
-            writer.send(parked_topic, _unkeyed_entry(record, f"{exc}: no idempotency key, cannot be delivered"))
+            writer.send(parked_topic, _parked_entry(record, f"{exc}: no idempotency key, cannot be delivered"))
+            counts["parked"] += 1
+            continue
+        except (ValueError, OverflowError, TypeError) as exc:
+            # The stream quarantines such values before they get here; one that slipped through
+            # (written by an older version) is parked with its reason instead of halting the sink.
+            writer.send(parked_topic, _parked_entry(record, f"cannot be built into an event: {exc!r}"))
             counts["parked"] += 1
             continue
         if len(chunk) >= BATCH_SIZE:

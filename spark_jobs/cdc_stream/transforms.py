@@ -36,6 +36,9 @@ SOURCE_COLUMNS = ("_src_topic", "_src_partition", "_src_offset", "_src_key", "_s
 _REASON = "_reason"
 # A _reason that is no rejection: the event waits for its content row (see classify_events).
 WAITING = "waiting"
+# The toastable columns (text, jsonb): where Debezium's unavailable-value placeholder can appear.
+_EVENT_TEXT_COLUMNS = ("event_type", "device", "raw_payload")
+_CONTENT_TEXT_COLUMNS = ("slug", "title", "content_type")
 _UUID_PATTERN = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\z"
 
 
@@ -83,7 +86,7 @@ def engagement_pct(duration_ms: Column, length_seconds: Column) -> Column:
     """semantics.engagement_pct: duration / (length * 1000), capped at PCT_CAP; null if undefined."""
     # Doubles before multiplying: length_seconds * 1000 overflows int (and ANSI mode raises).
     ratio = duration_ms.cast("double") / (length_seconds.cast("double") * F.lit(1000.0))
-    undefined = duration_ms.isNull() | length_seconds.isNull() | (length_seconds == F.lit(0))
+    undefined = duration_ms.isNull() | length_seconds.isNull() | (length_seconds <= F.lit(0))
     return F.when(undefined, F.lit(None).cast("double")).otherwise(F.least(ratio, F.lit(float(semantics.PCT_CAP))))
 
 
@@ -91,6 +94,17 @@ def is_too_far_in_future(event_ts: Column, now: Column) -> Column:
     """semantics.is_too_far_in_future: event_ts > now + MAX_FUTURE_SKEW (``now``: the capture time)."""
     skew_micros = int(semantics.MAX_FUTURE_SKEW.total_seconds() * 1_000_000)
     return F.unix_micros(event_ts) > F.unix_micros(now) + F.lit(skew_micros)
+
+
+def timestamp_in_range(ts: Column) -> Column:
+    """semantics.timestamp_micros_in_range: a value every sink can hold (years 1 to 9999)."""
+    return F.unix_micros(ts).between(F.lit(semantics.MIN_TIMESTAMP_MICROS), F.lit(semantics.MAX_TIMESTAMP_MICROS))
+
+
+def holds_unavailable_value(*cols: Column) -> Column:
+    """Any of ``cols`` is Debezium's placeholder for a TOASTed value it could not read."""
+    placeholder = F.lit(semantics.UNAVAILABLE_VALUE_PLACEHOLDER)
+    return functools.reduce(lambda a, b: a | b, (F.coalesce(c == placeholder, F.lit(False)) for c in cols))
 
 
 def _is_uuid(col: Column) -> Column:
@@ -169,12 +183,19 @@ def _envelope_reason() -> Column:
 def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Parse content change records into (content changes as schemas.CONTENT_CHANGE, quarantine)."""
     parsed = _parse_envelope(kafka_df, schemas.CONTENT_ENVELOPE)
+    is_delete = F.col("_env.op") == F.lit(DELETE)
     reason = (
         _envelope_reason()
         .when(~_is_uuid(F.col("_img.id")), F.lit(Q.MALFORMED_FIELD))
+        .when(is_delete, _no_reason())
+        .when(~F.coalesce(timestamp_in_range(F.timestamp_micros(F.col("_img.publish_ts"))), F.lit(True)),
+              F.lit(Q.OUT_OF_RANGE_TIMESTAMP))
+        .when(holds_unavailable_value(*(F.col(f"_img.{c}") for c in _CONTENT_TEXT_COLUMNS)),
+              F.lit(Q.UNAVAILABLE_VALUE))
         .otherwise(_no_reason())
     )
     kept, rejected = _split(parsed, reason)
+    publish_ts = F.timestamp_micros(F.col("_img.publish_ts"))
     return kept.select(
         F.lower(F.col("_img.id")).alias("id"),
         F.col("_env.op").alias("op"),
@@ -183,7 +204,8 @@ def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.col("_img.title").alias("title"),
         F.col("_img.content_type").alias("content_type"),
         F.col("_img.length_seconds").alias("length_seconds"),
-        F.timestamp_micros(F.col("_img.publish_ts")).alias("publish_ts"),
+        # A delete's before-image is never rejected; one it could not hold is dropped to null.
+        F.when(timestamp_in_range(publish_ts), publish_ts).alias("publish_ts"),
     ), rejected
 
 
@@ -213,6 +235,7 @@ def classify_events(kafka_df: DataFrame, content_lookup: DataFrame) -> DataFrame
         F.col("_img.duration_ms").alias("duration_ms"),
         normalize_device(F.col("_img.device")).alias("device"),
         F.col("_img.raw_payload").alias("raw_payload"),  # stays the JSON text Debezium sent
+        holds_unavailable_value(*(F.col(f"_img.{c}") for c in _EVENT_TEXT_COLUMNS)).alias("_unavailable"),
     )
     lookup = content_lookup.select(
         F.lower(F.col("id")).alias("_content_id"),
@@ -220,8 +243,12 @@ def classify_events(kafka_df: DataFrame, content_lookup: DataFrame) -> DataFrame
     )
     joined = cleaned.join(F.broadcast(lookup), on=F.col("content_id") == F.col("_content_id"), how="left")
     reason = F.coalesce(F.col("_parse_reason"), _validation_reason(), _content_reason())
+    # Only a delete can carry an event_ts no sink can hold (every other change with one is
+    # quarantined): its before-image is informational, so that value becomes null.
+    event_ts = F.when(timestamp_in_range(F.col("event_ts")), F.col("event_ts")).alias("event_ts")
     return joined.select(
-        *(c for c in joined.columns if c not in ("_parse_reason", "_content_id")),
+        *(event_ts if c == "event_ts" else c for c in joined.columns
+          if c not in ("_parse_reason", "_content_id", "_unavailable")),
         engagement_pct(F.col("duration_ms"), F.col("length_seconds")).alias("engagement_pct"),
         reason.alias(_REASON),
     )
@@ -239,6 +266,8 @@ def _validation_reason() -> Column:
               F.lit(Q.MISSING_REQUIRED_FIELD))
         .when(~_is_uuid(F.col("content_id")) | ~_is_uuid(F.col("user_id")), F.lit(Q.MALFORMED_FIELD))
         .when(F.col("duration_ms") < F.lit(0), F.lit(Q.NEGATIVE_DURATION))
+        .when(~timestamp_in_range(F.col("event_ts")), F.lit(Q.OUT_OF_RANGE_TIMESTAMP))
+        .when(F.col("_unavailable"), F.lit(Q.UNAVAILABLE_VALUE))
         .when(is_too_far_in_future(F.col("event_ts"), F.col("_src_timestamp")), F.lit(Q.FUTURE_EVENT_TS))
     )
 

@@ -11,6 +11,7 @@ from cdc_platform import semantics
     (None, 60, None),
     (30_000, None, None),
     (30_000, 0, None),
+    (30_000, -60, None),
     (120_000, 60, semantics.PCT_CAP),
 ])
 def test_engagement_pct(duration, length, expected):
@@ -36,3 +37,11 @@ def test_idempotency_key_depends_on_row_and_position():
     assert semantics.idempotency_key(7, 100) == semantics.idempotency_key(7, 100)
     assert semantics.idempotency_key(7, 100) != semantics.idempotency_key(7, 101)
     assert semantics.idempotency_key(7, 100) != semantics.idempotency_key(71, 0)
+
+
+def test_timestamps_in_range_are_exactly_years_1_to_9999():
+    assert semantics.epoch_micros(datetime(1970, 1, 1, 0, 0, 1)) == 1_000_000
+    assert semantics.timestamp_micros_in_range(semantics.epoch_micros(semantics.MIN_TIMESTAMP))
+    assert semantics.timestamp_micros_in_range(semantics.epoch_micros(semantics.MAX_TIMESTAMP))
+    assert not semantics.timestamp_micros_in_range(semantics.MIN_TIMESTAMP_MICROS - 1)
+    assert not semantics.timestamp_micros_in_range(semantics.MAX_TIMESTAMP_MICROS + 1)

@@ -8,11 +8,7 @@ CONTENT_ID = "6f1c1d9e-2a3b-4c5d-8e9f-0a1b2c3d4e5f"
 USER_ID = "0b6c3f1e-9d8a-4b7c-a6e5-d4c3b2a1f0e9"
 
 
-def epoch_micros(ts: datetime) -> int:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+from cdc_platform.semantics import epoch_micros
 
 
 def event_row(row_id: int, *, content_id: str | None = CONTENT_ID, user_id: str | None = USER_ID,

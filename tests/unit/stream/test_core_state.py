@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from pyspark.sql import functions as F
 
 from cdc_stream import change_log, schemas, transforms
 from cdc_stream.catalogue import latest_content

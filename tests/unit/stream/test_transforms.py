@@ -244,6 +244,53 @@ def test_future_check_is_relative_to_the_capture_time_not_the_clock(spark):
     assert [r.reason for r in batch.quarantine.collect()] == [Q.FUTURE_EVENT_TS]
 
 
+# What Debezium emits for PostgreSQL's timestamp extremes (epoch micros, read off the live connector).
+MINUS_INFINITY_MICROS = -9223372036832400000
+PLUS_INFINITY_MICROS = 9223372036825200000
+BC_44_MICROS = -63517824000000000  # '0044-03-15 BC'
+
+
+def with_event_ts_micros(row: dict, micros: int) -> dict:
+    return {**row, "event_ts": micros}
+
+
+@pytest.mark.parametrize("micros", [MINUS_INFINITY_MICROS, PLUS_INFINITY_MICROS, BC_44_MICROS,
+                                    semantics.MIN_TIMESTAMP_MICROS - 1])
+def test_a_timestamp_no_sink_can_hold_is_quarantined_as_out_of_range(spark, micros):
+    message = m.insert(with_event_ts_micros(m.event_row(1), micros), 1)
+    assert only_reason(spark, message) == Q.OUT_OF_RANGE_TIMESTAMP
+
+
+# Year 1 itself cannot be collected to Python in every local time zone; the bound is unit-tested in semantics.
+@pytest.mark.parametrize("ts", [datetime(1, 1, 2, tzinfo=timezone.utc), datetime(1970, 1, 1, tzinfo=timezone.utc)])
+def test_old_timestamps_inside_the_range_flow(spark, ts):
+    assert only_change(spark, m.insert(m.event_row(1, event_ts=ts), 1))["event_ts"] is not None
+
+
+def test_a_delete_whose_before_image_has_an_out_of_range_timestamp_still_deletes_without_it(spark):
+    before = with_event_ts_micros(m.event_row(1), MINUS_INFINITY_MICROS)
+    change = only_change(spark, m.delete(before, lsn=42))
+    assert (change["op"], change["event_ts"]) == ("d", None)
+
+
+@pytest.mark.parametrize("column", ["event_type", "device", "raw_payload"])
+def test_a_toast_placeholder_is_quarantined_never_applied_as_data(spark, column):
+    row = {**m.event_row(1), column: semantics.UNAVAILABLE_VALUE_PLACEHOLDER}
+    assert only_reason(spark, m.update(m.event_row(1), row, 2)) == Q.UNAVAILABLE_VALUE
+
+
+@pytest.mark.parametrize("length", [-60, 0, None])
+def test_content_without_a_positive_length_gives_no_pct(spark, length):
+    change = only_change(spark, m.insert(m.event_row(1), 1), lookup_rows=[(m.CONTENT_ID, length)])
+    assert change["engagement_pct"] is None
+
+
+def test_unicode_and_emoji_flow_unchanged(spark):
+    payload = json.dumps({"title": "Café ☕ — 日本語 🎬"}, ensure_ascii=False)
+    change = only_change(spark, m.insert(m.event_row(1, raw_payload=payload, device=" 📱 "), 1))
+    assert (json.loads(change["raw_payload"]), change["device"]) == (json.loads(payload), "other")
+
+
 def test_unknown_content_waits_with_its_original_record(spark):
     message = m.insert(m.event_row(1, content_id=OTHER_CONTENT), 1)
     batch = transforms.process_events(kafka_df(spark, [(key(1), message)]), content_lookup(spark))
@@ -376,6 +423,19 @@ def test_parse_content_ops_and_rejects(spark):
     assert rows[0]["publish_ts"] == as_collected(datetime(2025, 12, 1, tzinfo=timezone.utc))
     assert sorted(r.reason for r in rejected.collect()) == [Q.MALFORMED_FIELD, Q.UNPARSEABLE_JSON]
     assert len(rows) + rejected.count() + transforms.count_tombstones(source) == len(messages)
+
+
+def test_content_with_an_unholdable_publish_ts_or_a_toast_placeholder_is_quarantined(spark):
+    infinite = {**m.content_row(OTHER_CONTENT), "publish_ts": PLUS_INFINITY_MICROS}
+    toasted = {**m.content_row(m.CONTENT_ID), "title": semantics.UNAVAILABLE_VALUE_PLACEHOLDER}
+    gone = {**m.content_row(m.CONTENT_ID), "publish_ts": MINUS_INFINITY_MICROS}
+    messages = [({"id": OTHER_CONTENT}, m.insert(infinite, 100, table="content")),
+                ({"id": m.CONTENT_ID}, m.update(m.content_row(), toasted, 101, table="content")),
+                ({"id": m.CONTENT_ID}, m.delete(gone, 102, table="content"))]
+    changes, rejected = transforms.parse_content(kafka_df(spark, messages, topic=names.CONTENT_TOPIC))
+    assert sorted((r.offset, r.reason) for r in rejected.collect()) == [
+        (0, Q.OUT_OF_RANGE_TIMESTAMP), (1, Q.UNAVAILABLE_VALUE)]
+    assert [(r.op, r.publish_ts) for r in changes.collect()] == [("d", None)]
 
 
 def test_quarantine_kafka_record_carries_the_original_and_the_reason(spark):
