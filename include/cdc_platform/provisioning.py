@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc_platform import names
+from cdc_platform import names, semantics
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.kafka_connect import KafkaConnectClient
 
@@ -32,7 +32,7 @@ class TopicSpec:
     config: dict[str, str]
 
 
-WEEK_MS = str(7 * 24 * 3600 * 1000)
+WEEK_MS = str(semantics.CHANGE_REPLAY_HORIZON_MS)
 # Every reprocess round rewrites what it could not deliver, so the DLQ holds history; a month
 # is ample for an entry that is parked (kept forever) after a handful of rounds.
 MONTH_MS = str(30 * 24 * 3600 * 1000)

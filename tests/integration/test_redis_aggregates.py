@@ -140,6 +140,32 @@ def test_replayed_insert_after_delete_stays_deleted(r):
     assert_converged(r, {}, T0)
 
 
+def test_a_deleted_rows_fence_expires_after_the_replay_horizon_and_a_live_one_never(r):
+    apply_changes(r, [Change(1, "c", 100, "c1", T0, "mobile", 0.5), Change(2, "c", 102, "c1", T0, "tv", 0.5),
+                      Change(1, "d", 101, "c1", T0, "mobile", 0.5)])
+    ttl = r.pttl(row_key(1))
+    assert semantics.CHANGE_REPLAY_HORIZON_MS < ttl <= semantics.DELETED_ROW_FENCE_TTL_MS
+    assert r.hgetall(row_key(1)).keys() == {"pos", "deleted", "at"}
+    assert r.pttl(row_key(2)) == -1
+
+    # A row that comes back (a re-snapshot after its delete) keeps its fence for good again.
+    apply_changes(r, [Change(1, "r", 103, "c2", T0, "tv", 0.2)])
+    assert r.pttl(row_key(1)) == -1
+    assert_converged(r, {1: Change(1, "r", 103, "c2", T0, "tv", 0.2), 2: Change(2, "c", 102, "c1", T0, "tv", 0.5)},
+                     T0)
+
+
+def test_repair_writes_deleted_fences_that_expire_and_live_ones_that_do_not(r):
+    apply_changes(r, [Change(1, "c", 100, "c1", T0, "mobile", 0.5), Change(2, "c", 101, "c1", T0, "tv", 0.5),
+                      Change(2, "d", 102, "c1", T0, "tv", 0.5)])
+    live = Change(2, "r", 103, "c1", T0, "tv", 0.5)
+    repair(r, recompute(truth({2: live}), window_end_ms=T0))
+    assert 0 < r.pttl(row_key(1)) <= semantics.DELETED_ROW_FENCE_TTL_MS
+    assert r.hget(row_key(1), "pos") == "100" and r.hget(row_key(1), "deleted") == "1"
+    assert r.pttl(row_key(2)) == -1
+    assert_converged(r, {2: live}, T0)
+
+
 def test_watermark_tracks_clock_positions_and_applied_changes(r):
     apply_changes(r, [Change(1, "c", 7, "c1", T0 + 5 * MINUTE, "tv", None),
                       Change(2, "c", 5, "c1", T0, "tv", None),

@@ -4,7 +4,7 @@
 --
 -- KEYS: 1 counts, 2 10m, 3 avg pct, 4 pct sum, 5 pct count, 6 device set, 7 watermark
 -- ARGV: 1 minute-bucket key prefix, 2 device key prefix, 3 row-fence key prefix, 4 window minutes,
---       then FIELDS_PER_CHANGE fields per change:
+--       5 deleted-row fence TTL (ms), then FIELDS_PER_CHANGE fields per change:
 --         op, position (decimal string), row id, content_id, event_ts_ms, epoch minute,
 --         device, engagement_pct, pct band ('low', 'high' or '')
 --       ('' stands for null)
@@ -18,12 +18,13 @@
 -- time (epoch ms) that change was applied at. `at` is informational (freshness measurement);
 -- nothing compares or undoes it.
 
-local HEADER, FIELDS_PER_CHANGE = 4, 9
+local HEADER, FIELDS_PER_CHANGE = 5, 9
 
 local counts, win, avg, psum, pcount, devset, wm =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local minute_prefix, device_prefix, row_prefix = ARGV[1], ARGV[2], ARGV[3]
 local window = tonumber(ARGV[4])
+local deleted_fence_ttl_ms = ARGV[5]
 
 if (#ARGV - HEADER) % FIELDS_PER_CHANGE ~= 0 then
   return redis.error_reply('apply_changes: ' .. (#ARGV - HEADER) .. ' change fields is not a multiple of '
@@ -171,13 +172,16 @@ local function apply_one(base)
   end
 
   if op == 'd' then
-    -- The fence outlives the row, so a replayed older insert stays a no-op.
-    redis.call('HSET', fence, 'pos', pos, 'deleted', '1', 'content', '', 'minute', '', 'device', '',
-      'pct', '', 'band', '', 'at', applied_at)
+    -- The fence outlives the row, so a replayed older insert stays a no-op, for as long as any
+    -- change can be replayed; then it expires, so a stream of deletes cannot fill Redis.
+    redis.call('DEL', fence)
+    redis.call('HSET', fence, 'pos', pos, 'deleted', '1', 'at', applied_at)
+    redis.call('PEXPIRE', fence, deleted_fence_ttl_ms)
   else
     contribute(incoming, 1)
     redis.call('HSET', fence, 'pos', pos, 'deleted', '0', 'content', incoming.content, 'minute', incoming.minute,
       'device', incoming.device, 'pct', incoming.pct, 'band', incoming.band, 'at', applied_at)
+    if stored[2] == '1' then redis.call('PERSIST', fence) end
   end
 
   if advanced then rebuild_window() end
