@@ -61,6 +61,10 @@ REDIS_DEVICES = "engagement_devices"          # set of devices seen
 REDIS_ROW_PREFIX = "engagement_row:"          # + row id: last-applied position and contribution
 REDIS_WATERMARK = "engagement_watermark"      # hash: last batch id, max position, max event time
 REDIS_RECONCILE_PENDING = "engagement_reconcile_pending"  # hash row id -> where the sinks disagree, since when
+# Set on an empty Redis by provisioning and by each reconcile that leaves Redis equal to Cassandra;
+# never by the stream. Missing while Cassandra holds rows: Redis lost its data (a flush, a restart
+# without persistence), so reconcile restores it at once instead of waiting for rows to settle.
+REDIS_STATE_MARKER = "engagement_state_marker"
 
 # REST fan-out: the consumer group of the DLQ reprocess job (the watchdog measures its lag).
 DLQ_REPROCESS_GROUP = f"{TOPIC_PREFIX}.dlq-reprocess"

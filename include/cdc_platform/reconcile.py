@@ -33,7 +33,8 @@ from typing import Iterable, Mapping
 
 from cdc_platform import names
 from cdc_platform.aggregates import (AggregateSnapshot, Drift, RepairConflict, Row, RowContribution,
-                                     SnapshotUnstable, diff, read_snapshot, read_watermark, recompute)
+                                     SnapshotUnstable, diff, mark_state_intact, read_snapshot, read_watermark,
+                                     recompute, state_marker_present)
 from cdc_platform.aggregates import repair as repair_aggregates
 from cdc_platform.aggregates.recompute import contribution_of
 from cdc_platform.aggregates.store import row_key
@@ -164,13 +165,15 @@ def row_from_fence(row_id: int, fence: RowContribution) -> Row:
 
 def plan(cassandra: Mapping[int, Row], redis_rows: Mapping[int, RedisRow], *, now_ms: int,
          settle_ms: int = DEFAULT_SETTLE_SECONDS * 1000,
-         previous: Mapping[int, Disagreement] | None = None) -> Plan:
+         previous: Mapping[int, Disagreement] | None = None, redis_lost: bool = False) -> Plan:
     """Classify every row and choose its expected state.
 
     cassandra: row id -> current row, position = its write timestamp. redis_rows: row id ->
     fence, for every live fence and for the deleted fences of rows Cassandra holds (others do
     not matter). previous: the disagreements of the last run; one seen at the same positions
-    for settle_ms or longer is stuck (settle_ms 0 trusts Cassandra at once).
+    for settle_ms or longer is stuck (settle_ms 0 trusts Cassandra at once). redis_lost: Redis
+    lost its data since it last matched (names.REDIS_STATE_MARKER), so a row Redis is behind on
+    is stuck at once: that is the loss, not a change on its way.
     """
     previous = previous or {}
     rows: dict[int, Row] = {}
@@ -196,7 +199,7 @@ def plan(cassandra: Mapping[int, Row], redis_rows: Mapping[int, RedisRow], *, no
         seen = previous.get(row_id)
         since = seen.since_ms if seen is not None and seen.positions == positions else now_ms
         disagreement = Disagreement(kind, *positions, since_ms=since)
-        if kind != REDIS_AHEAD and now_ms - since >= settle_ms:
+        if (kind != REDIS_AHEAD and now_ms - since >= settle_ms) or (redis_lost and kind == REDIS_BEHIND):
             stuck[row_id] = disagreement
             if c is not None:
                 rows[row_id] = c
@@ -323,7 +326,7 @@ class Analysis:
 
 def analyse(client, cassandra: Mapping[int, Row], *, now_ms: int, settle_ms: int,
             previous: Mapping[int, Disagreement], tolerance: float = DEFAULT_TOLERANCE,
-            attempts: int = DEFAULT_ATTEMPTS) -> Analysis:
+            attempts: int = DEFAULT_ATTEMPTS, redis_lost: bool = False) -> Analysis:
     """Snapshot Redis, classify every row against `cassandra`, diff. Raises SnapshotUnstable
     when Redis changed during each of `attempts` reads."""
     for _ in range(attempts):
@@ -331,7 +334,8 @@ def analyse(client, cassandra: Mapping[int, Row], *, now_ms: int, settle_ms: int
         redis_rows = read_redis_rows(client, snapshot, cassandra.keys())
         if redis_rows is None:
             continue
-        p = plan(cassandra, redis_rows, now_ms=now_ms, settle_ms=settle_ms, previous=previous)
+        p = plan(cassandra, redis_rows, now_ms=now_ms, settle_ms=settle_ms, previous=previous,
+                 redis_lost=redis_lost)
         expected = expected_snapshot(p, snapshot.max_event_ts_ms)
         return Analysis(snapshot, p, expected, diff(expected, snapshot, tolerance))
     raise SnapshotUnstable(f"Redis changed during each of {attempts} reconcile reads")
@@ -356,10 +360,11 @@ def reconcile(session, client, *, keyspace: str = names.CASSANDRA_KEYSPACE,
     settle_ms = int(settle_seconds * 1000)
     cassandra = read_cassandra_rows(session, keyspace=keyspace, table=table)
     previous = read_pending(client) if remember else {}
+    redis_lost = not state_marker_present(client)
 
     repaired, repair_error, tries = False, None, 0
     current = analyse(client, cassandra, now_ms=now_ms, settle_ms=settle_ms, previous=previous,
-                      tolerance=tolerance, attempts=attempts)
+                      tolerance=tolerance, attempts=attempts, redis_lost=redis_lost)
     while repair and not current.drift.is_zero:
         tries += 1
         try:
@@ -373,13 +378,14 @@ def reconcile(session, client, *, keyspace: str = names.CASSANDRA_KEYSPACE,
                                 "the next run retries")
                 break
             current = analyse(client, cassandra, now_ms=now_ms, settle_ms=settle_ms, previous=previous,
-                              tolerance=tolerance, attempts=attempts)
+                              tolerance=tolerance, attempts=attempts, redis_lost=redis_lost)
     if remember:
         write_pending(client, current.plan.pending)
 
     report = {
         "keyspace": keyspace,
         "rows_cassandra": len(cassandra),
+        "redis_state_lost": redis_lost,
         "rows_settled": current.plan.settled,
         "rows_in_flight": len(current.plan.in_flight),
         "in_flight": current.plan.in_flight_by_kind(),
@@ -409,6 +415,8 @@ def reconcile(session, client, *, keyspace: str = names.CASSANDRA_KEYSPACE,
             if not after.drift.is_zero:
                 report["drift_after_examples"] = drift_examples(after.drift)
                 log.error("reconcile: drift left after repair: %s", report["drift_after_examples"])
+    if remember and report["drift_after_total"] == 0:
+        mark_state_intact(client)
     log.info("reconcile: %d Cassandra rows, %d in flight, %d stuck, drift %d, repaired %s, drift after %s",
              report["rows_cassandra"], report["rows_in_flight"], report["rows_stuck"], report["drift_total"],
              repaired, report["drift_after_total"])

@@ -23,7 +23,8 @@ import requests
 
 from cdc_platform import names, provisioning
 from cdc_platform import reconcile as rc
-from cdc_platform.aggregates import Change, Row, apply_changes, diff, read_snapshot, read_watermark, recompute
+from cdc_platform.aggregates import (Change, Row, apply_changes, diff, establish_state_marker, read_snapshot,
+                                     read_watermark, recompute, state_marker_present)
 from cdc_platform.aggregates.store import device_key
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,7 @@ class Sinks:
 def sinks(cassandra_session, keyspace, db):
     cassandra_session.execute(f"TRUNCATE {keyspace}.{names.CASSANDRA_EVENTS_TABLE}", timeout=60)
     db.flushdb()
+    assert establish_state_marker(db) == "created"  # as provisioning does on an empty Redis
     return Sinks(cassandra_session, keyspace, db)
 
 
@@ -247,21 +249,34 @@ def test_changes_redis_never_gets_are_repaired_once_settled(sinks):
     sinks.assert_redis_is_truth()
 
 
-def test_lost_redis_state_is_rebuilt_from_cassandra(sinks):
+def test_lost_redis_state_is_rebuilt_from_cassandra_in_the_first_run(sinks):
     sinks.both(*history())
     sinks.client.flushdb()
-    now = int(time.time() * 1000)
-    first = sinks.reconcile(now_ms=now)
-    assert first["drift_total"] == 0 and first["in_flight"][rc.REDIS_BEHIND] == LIVE_ROWS
-    rebuilt = sinks.reconcile(now_ms=now + rc.DEFAULT_SETTLE_SECONDS * 1000)
-    assert rebuilt["rows_stuck"] == LIVE_ROWS
-    assert rebuilt["drift_before"]["counts"]["missing"] == len({c.content_id for c in sinks.latest.values()
-                                                                 if c.op != "d" and c.content_id})
-    assert rebuilt["repaired"] is True and rebuilt["drift_after_total"] == 0
-    # A replay of the stream's history after the rebuild changes nothing.
-    sinks.redis(*history())
-    assert sinks.reconcile()["drift_total"] == 0
+    # The stream goes on after the flush: Redis holds the newest changes, and nothing older.
+    newer = [change(1, 5_001, "u", content=CONTENTS[2], pct=0.2), change(41, 5_002)]
+    sinks.both(*newer)
+    assert establish_state_marker(sinks.client).startswith("missing")
+
+    first = sinks.reconcile()
+    assert first["redis_state_lost"] is True
+    assert first["rows_stuck"] == LIVE_ROWS - 1 and first["stuck"][rc.REDIS_BEHIND] == LIVE_ROWS - 1
+    assert first["drift_before"]["counts"]["missing"] > 0
+    assert first["repaired"] is True and first["drift_after_total"] == 0
+    assert state_marker_present(sinks.client)
     sinks.assert_redis_is_truth()
+    # A replay of the stream's history after the rebuild changes nothing.
+    sinks.redis(*history(), *newer)
+    again = sinks.reconcile()
+    assert again["redis_state_lost"] is False and again["drift_total"] == 0
+    sinks.assert_redis_is_truth()
+
+
+def test_a_report_only_run_on_lost_redis_reports_the_loss_as_drift_and_keeps_it_marked(sinks):
+    sinks.both(*history())
+    sinks.client.flushdb()
+    report = sinks.reconcile(repair=False)
+    assert report["redis_state_lost"] is True and report["drift_total"] > 0
+    assert not state_marker_present(sinks.client)
 
 
 class Stream:

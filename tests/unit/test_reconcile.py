@@ -188,6 +188,20 @@ def test_settle_zero_trusts_cassandra_at_once():
     assert set(p.stuck) == {1, 2} and not p.in_flight and sorted(p.rows) == [1]
 
 
+def test_after_redis_lost_its_data_rows_it_is_behind_on_are_stuck_in_the_first_run():
+    # A flush: Redis holds only what the stream applied since (row 3), Cassandra everything.
+    snapshot, fences = redis_state([row(3, 30), row(4, 45)])
+    cassandra = {1: row(1, 10), 2: row(2, 20), 3: row(3, 30), 4: row(4, 40)}
+    unaware = plan(cassandra, fences, now_ms=NOW, settle_ms=SETTLE)
+    assert not unaware.stuck and unaware.in_flight_by_kind()[REDIS_BEHIND] == 2
+
+    p = plan(cassandra, fences, now_ms=NOW, settle_ms=SETTLE, redis_lost=True)
+    assert set(p.stuck) == {1, 2} and p.rows[1] is cassandra[1]
+    # What Redis is ahead on is still on its way to Cassandra: never set back.
+    assert set(p.in_flight) == {4}
+    assert not diff(expected_snapshot(p, snapshot.max_event_ts_ms), snapshot).is_zero
+
+
 def test_pending_round_trips_and_drops_unreadable_entries():
     pending = {1: Disagreement(REDIS_BEHIND, 10**16 + 3, None, NOW),
                22: Disagreement(UNORDERED, None, 2**63 - 1, NOW - 5)}

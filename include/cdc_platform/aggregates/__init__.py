@@ -26,10 +26,12 @@ from .model import (AggregateSnapshot, ApplyStats, Change, Row, RowContribution,
                     window_start_minute)
 from .recompute import recompute
 from .store import (RepairConflict, RepairResult, SnapshotUnstable, apply_changes, commit_batch,
-                    read_snapshot, read_watermark, repair)
+                    establish_state_marker, mark_state_intact, read_snapshot, read_watermark, repair,
+                    state_marker_present)
 
 __all__ = [
     "AggregateDrift", "AggregateSnapshot", "ApplyStats", "Change", "Drift", "RepairConflict", "RepairResult",
     "Row", "RowContribution", "SnapshotUnstable", "Watermark", "apply_changes", "commit_batch", "diff",
-    "pct_band", "read_snapshot", "read_watermark", "recompute", "repair", "window_start_minute",
+    "establish_state_marker", "mark_state_intact", "pct_band", "read_snapshot", "read_watermark", "recompute", "repair", "state_marker_present",
+    "window_start_minute",
 ]

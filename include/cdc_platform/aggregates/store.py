@@ -22,7 +22,7 @@ APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
 _SCRIPT_KEYS = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
                 names.REDIS_PCT_COUNT, names.REDIS_DEVICES, names.REDIS_WATERMARK)
 _SCRIPT_HEADER = (names.REDIS_MINUTE_PREFIX, names.REDIS_DEVICE_PREFIX, names.REDIS_ROW_PREFIX,
-                  semantics.ROLLING_WINDOW_MINUTES)
+                  semantics.ROLLING_WINDOW_MINUTES, semantics.DELETED_ROW_FENCE_TTL_MS)
 # Script calls sent per round trip. Each call blocks Redis while it runs, so a call stays
 # small (batch_size changes) and the round trip is amortised over several calls instead.
 CALLS_PER_ROUND_TRIP = 8
@@ -147,6 +147,26 @@ def read_watermark(client: redis.Redis) -> Watermark:
     return _parse_watermark(client.hgetall(names.REDIS_WATERMARK))
 
 
+def state_marker_present(client: redis.Redis) -> bool:
+    """False when Redis lost its data since it was last known to match Cassandra (names.REDIS_STATE_MARKER)."""
+    return bool(client.exists(names.REDIS_STATE_MARKER))
+
+
+def mark_state_intact(client: redis.Redis) -> None:
+    client.set(names.REDIS_STATE_MARKER, str(int(time.time() * 1000)))
+
+
+def establish_state_marker(client: redis.Redis) -> str:
+    """Provisioning: mark an empty Redis (no watermark yet) as intact. A Redis that holds
+    aggregates without the marker is left to reconcile, which restores it from Cassandra."""
+    if state_marker_present(client):
+        return "present"
+    if client.exists(names.REDIS_WATERMARK):
+        return "missing: the next reconcile restores Redis from Cassandra"
+    mark_state_intact(client)
+    return "created"
+
+
 def commit_batch(client: redis.Redis, batch_id: int) -> None:
     """Record that every change of micro-batch batch_id has been applied."""
     client.hset(names.REDIS_WATERMARK, mapping={"batch_id": int(batch_id),
@@ -261,7 +281,6 @@ def _fence_fields(c: RowContribution, position: int) -> dict[str, str]:
             "band": pct_band(c.engagement_pct)}
 
 
-_DELETED_FENCE = {"deleted": "1", "content": "", "minute": "", "device": "", "pct": "", "band": ""}
 
 
 def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Watermark | None = None,
@@ -320,10 +339,14 @@ def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Wa
                     fields = _fence_fields(contribution, position)
                     if stored != fields:
                         pipe.hset(row_key(row_id), mapping=fields)
+                        pipe.persist(row_key(row_id))
                         fences_rewritten += 1
                 for row_id, stored in fences.items():
                     if row_id not in expected.rows and stored.get("deleted") != "1":
-                        pipe.hset(row_key(row_id), mapping=_DELETED_FENCE)
+                        # As the apply script writes a delete: position kept, expiring.
+                        pipe.delete(row_key(row_id))
+                        pipe.hset(row_key(row_id), mapping={"pos": stored.get("pos") or "0", "deleted": "1"})
+                        pipe.pexpire(row_key(row_id), semantics.DELETED_ROW_FENCE_TTL_MS)
                         fences_rewritten += 1
 
                 if expected.max_event_ts_ms is not None:

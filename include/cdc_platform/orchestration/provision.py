@@ -36,7 +36,10 @@ def cassandra_schema(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID) -> dic
 
 
 def redis_check(redis_conn_id: str = conn_ids.REDIS_CONN_ID) -> dict:
-    return provisioning.check_redis(hooks.redis_client(redis_conn_id))
+    from cdc_platform.aggregates import establish_state_marker
+
+    client = hooks.redis_client(redis_conn_id)
+    return {**provisioning.check_redis(client), "state_marker": establish_state_marker(client)}
 
 
 def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
