@@ -44,6 +44,9 @@ class Metrics:
     quarantined_total: dict[str, int] = field(default_factory=dict)
     waiting_for_content: int | None = None
     oldest_waiting_seconds: float | None = None
+    redis_state_lost: bool | None = None
+    # Captured tables whose columns differ from cdc_platform.source_schema: added, dropped, retyped.
+    schema_drift: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +97,15 @@ def evaluate(m: Metrics, t: Thresholds) -> list[Breach]:
         breaches.append(Breach("oldest_waiting_seconds", round(m.oldest_waiting_seconds), t.max_waiting_seconds,
                                f"{m.waiting_for_content} events wait for their content row, the oldest for "
                                f"{m.oldest_waiting_seconds:.0f}s"))
+    if m.schema_drift:
+        breaches.append(Breach("schema_drift", dict(m.schema_drift), {},
+                               "source columns differ from the stream's contract (cdc_platform/source_schema.py): "
+                               + "; ".join(f"{table}: {_describe_drift(d)}" for table, d in sorted(m.schema_drift.items()))
+                               + ". New columns are not streamed; changes missing a required column are quarantined"))
+    if m.redis_state_lost:
+        breaches.append(Breach("redis_state_lost", True, False,
+                               f"Redis lost its aggregates ({names.REDIS_STATE_MARKER} is missing): the next "
+                               "cdc_reconcile run restores them from Cassandra"))
     if m.freshness_seconds is not None and m.freshness_seconds > t.max_freshness_seconds:
         breaches.append(Breach("freshness_seconds", round(m.freshness_seconds), t.max_freshness_seconds,
                                f"oldest unapplied change is {m.freshness_seconds:.0f}s old"))
@@ -210,6 +222,24 @@ def connector_metrics(connect, metrics: Metrics, auto_restart: bool = True) -> N
             metrics.connector_restarted.append("restarted failed connector/tasks")
     metrics.connector_state = state.connector
     metrics.connector_tasks = list(state.tasks)
+
+
+def _describe_drift(drift: dict) -> str:
+    parts = [f"{kind} {', '.join(str(c) for c in drift[kind])}" for kind in ("added", "dropped", "retyped")
+             if drift.get(kind)]
+    return ", ".join(parts)
+
+
+def schema_metrics(pg_conn, metrics: Metrics) -> None:
+    from cdc_platform.source_schema import schema_drift
+
+    metrics.schema_drift = {table: asdict(drift) for table, drift in schema_drift(pg_conn).items()}
+
+
+def redis_metrics(client, metrics: Metrics) -> None:
+    from cdc_platform.aggregates import state_marker_present
+
+    metrics.redis_state_lost = not state_marker_present(client)
 
 
 def slot_metrics(pg_conn, metrics: Metrics) -> None:

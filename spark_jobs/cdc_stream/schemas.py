@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from cdc_platform import source_schema
+
 # The column Spark's JSON reader fills with the raw text when a message does not fit the schema.
 CORRUPT_RECORD = "_corrupt_record"
 
@@ -25,27 +27,25 @@ SOURCE = T.StructType([
     T.StructField("xmin", T.LongType()),
 ])
 
-ENGAGEMENT_EVENT_ROW = T.StructType([
-    T.StructField("id", T.IntegerType()),
-    T.StructField("content_id", T.StringType()),
-    T.StructField("user_id", T.StringType()),
-    T.StructField("event_type", T.StringType()),
-    T.StructField("event_ts", T.LongType()),        # epoch micros
-    T.StructField("duration_ms", T.IntegerType()),
-    T.StructField("device", T.StringType()),
-    # JSONB arrives as JSON text; if a producer ever sends an object instead, a string field
-    # keeps its raw JSON text, so raw_payload stays JSON text either way.
-    T.StructField("raw_payload", T.StringType()),
-])
+# How Debezium's JSON (adaptive time precision, no schemas) carries each PostgreSQL type:
+# timestamps as epoch micros, UUIDs as strings, JSONB as JSON text. If a producer ever sends a
+# JSON object for a JSONB column, a string field keeps its raw JSON text, so it stays JSON text.
+_SPARK_TYPE_OF = {
+    "integer": T.IntegerType(),
+    "uuid": T.StringType(),
+    "text": T.StringType(),
+    "jsonb": T.StringType(),
+    "timestamp without time zone": T.LongType(),
+}
 
-CONTENT_ROW = T.StructType([
-    T.StructField("id", T.StringType()),
-    T.StructField("slug", T.StringType()),
-    T.StructField("title", T.StringType()),
-    T.StructField("content_type", T.StringType()),
-    T.StructField("length_seconds", T.IntegerType()),
-    T.StructField("publish_ts", T.LongType()),      # epoch micros
-])
+
+def row_schema(columns: tuple[tuple[str, str], ...]) -> T.StructType:
+    """A source table's row image, from its contract in cdc_platform.source_schema."""
+    return T.StructType([T.StructField(name, _SPARK_TYPE_OF[pg_type]) for name, pg_type in columns])
+
+
+ENGAGEMENT_EVENT_ROW = row_schema(source_schema.EVENTS_COLUMNS)
+CONTENT_ROW = row_schema(source_schema.CONTENT_COLUMNS)
 
 
 def envelope(row: T.StructType) -> T.StructType:

@@ -33,6 +33,14 @@ def test_each_threshold_breaches_on_its_own():
     assert checks["slot_lag_bytes"].value == 101 and checks["slot_lag_bytes"].limit == 100
 
 
+def test_redis_that_lost_its_state_marker_breaches():
+    m = healthy()
+    m.redis_state_lost = True
+    assert [b.check for b in evaluate(m, Thresholds())] == ["redis_state_lost"]
+    m.redis_state_lost = False
+    assert evaluate(m, Thresholds()) == []
+
+
 def test_idle_stream_without_backlog_is_fine():
     m = healthy()
     m.stream_idle_seconds = {"cassandra": 10_000.0}
@@ -95,3 +103,22 @@ def test_core_metrics_age_the_oldest_wait_since_the_last_report(tmp_path: Path):
         {"waiting": 2, "oldest_waiting_s": 30.0, "finished_at": 1_000.0, "quarantined_total": {"x": 1}}))
     core_metrics(tmp_path, m, now=1_045.0)
     assert (m.waiting_for_content, m.oldest_waiting_seconds, m.quarantined_total) == (2, 75.0, {"x": 1})
+
+
+def test_source_schema_drift_breaches_with_what_changed():
+    from cdc_platform.source_schema import EVENTS_COLUMNS, table_drift
+
+    actual = {**dict(EVENTS_COLUMNS), "referrer": "text", "duration_ms": "bigint"}
+    del actual["event_type"]
+    drift = table_drift(EVENTS_COLUMNS, actual)
+    assert drift.added == ("referrer",) and drift.dropped == ("event_type",)
+    assert drift.retyped == (("duration_ms", "integer", "bigint"),)
+    assert not table_drift(EVENTS_COLUMNS, dict(EVENTS_COLUMNS))
+
+    from dataclasses import asdict
+
+    m = healthy()
+    m.schema_drift = {"engagement_events": asdict(drift)}
+    [breach] = evaluate(m, Thresholds())
+    assert breach.check == "schema_drift"
+    assert "added referrer" in breach.message and "dropped event_type" in breach.message

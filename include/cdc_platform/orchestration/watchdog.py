@@ -30,15 +30,21 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
           auto_restart: bool = True, alert: bool = True,
           kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
           postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
-          alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
+          redis_conn_id: str = conn_ids.REDIS_CONN_ID, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
     thresholds = thresholds or watchdog.Thresholds()
     metrics = watchdog.Metrics()
     watchdog.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
     conn = hooks.postgres_conn(postgres_conn_id)
     try:
         watchdog.slot_metrics(conn, metrics)
+        watchdog.schema_metrics(conn, metrics)
     finally:
         conn.close()
+    client = hooks.redis_client(redis_conn_id)
+    try:
+        watchdog.redis_metrics(client, metrics)
+    finally:
+        client.close()
     bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
     checkpoint_root = Path(checkpoint_root or default_checkpoint_root())
     watchdog.stream_metrics(bootstrap, checkpoint_root, metrics)
