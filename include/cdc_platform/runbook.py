@@ -15,7 +15,8 @@ import requests
 from cdc_platform.airflow_api import AirflowApiError, AirflowClient
 from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
 
-PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess"}
+PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess",
+                 "cdc_dlq_replay_parked"}
 STREAM_APPLICATION = "spark_cdc_multi_sink.py"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import json
 import random
 import socket
 import sys
@@ -204,6 +205,36 @@ def test_a_poison_entry_is_parked_after_max_attempts(api, bootstrap, queue):
     assert reprocess(api, bootstrap, queue, max_attempts=3).consumed == 0
 
 
+def test_parked_entries_are_replayed_once_the_api_is_healthy_and_the_others_stay_parked(faults, bootstrap, queue):
+    dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked)
+    faults.set_faults(status=503, key_prefix=queue.prefix)
+    entries = items(queue.prefix, 5)
+    dead_letter(bootstrap, queue, [dlq.FailedItem(i, "HTTP 503: down", 1, True) for i in entries])
+    assert reprocess(faults, bootstrap, queue, max_attempts=2).parked == 5
+    assert dlq.dlq_depth(bootstrap, queue.parked, queue.group) == 5
+
+    faults.clear_faults()
+    chosen = {e.idempotency_key for e in entries[:3]}
+
+    def replay(keys=None) -> dlq.ReplayReport:
+        return dlq.replay_parked(bootstrap, keys, dlq_topic=queue.dlq, parked_topic=queue.parked,
+                                 group_id=queue.group, audit_log=queue.audit, deadline_s=60)
+
+    first = replay(chosen)
+    assert (first.consumed, first.requeued, first.kept) == (5, 3, 2)
+    assert set(first.requeued_keys) == chosen
+    assert dlq.dlq_depth(bootstrap, queue.parked, queue.group) == 2
+    assert reprocess(faults, bootstrap, queue, max_attempts=2).delivered == 3
+    assert faults.count(queue.prefix) == 3
+
+    rest = replay()
+    assert (rest.consumed, rest.requeued, rest.kept) == (2, 2, 0)
+    assert reprocess(faults, bootstrap, queue, max_attempts=2).delivered == 2
+    assert {faults.event(e.idempotency_key)["deliveries"] for e in entries} == {1}
+    assert dlq.dlq_depth(bootstrap, queue.parked, queue.group) == 0
+    assert replay().consumed == 0
+
+
 def test_an_undecodable_message_is_parked_with_its_reason(api, bootstrap, queue):
     dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked)
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -317,3 +348,21 @@ def test_rest_sink_sends_everything_to_the_dlq_when_the_api_is_dead(sink_spark, 
     report = reprocess(api, bootstrap, queue, now=datetime.now(timezone.utc) + timedelta(hours=1))
     assert report.delivered == 5
     assert api.count(f"{row_id}:") == 5
+
+
+def test_rest_sink_parks_a_change_it_cannot_build_and_delivers_the_others(sink_spark, api, bootstrap, queue):
+    """A change with a timestamp no event can hold (written by an older stream version, before
+    such values were quarantined) is parked with its reason; it never halts the sink."""
+    from cdc_stream import change_log
+    from cdc_stream.rest_sink import write_batch
+
+    row_id = random.randrange(2_000_000_000, 2**31 - 1)
+    good = change_rows(sink_spark, row_id, 3).select("topic", "value")
+    bad = change_log.decode(good.first().value) | {"id": row_id + 1, "event_ts": -9223372036832400000}
+    df = good.union(sink_spark.createDataFrame([("changes", json.dumps(bad))], good.schema))
+    settings = SimpleNamespace(api_url=api.url, api_token=api.token, bootstrap=bootstrap)
+    stats = write_batch(df, 1, settings, dlq_topic=queue.dlq, parked_topic=queue.parked)
+    assert (stats.rows, stats.delivered, stats.parked) == (4, 3, 1)
+    [parked] = read_topic(bootstrap, queue.parked, 1)
+    assert parked.idempotency_key == semantics.idempotency_key(row_id + 1, bad["position"])
+    assert "cannot be built" in parked.error and "OverflowError" in parked.error

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import requests
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -323,8 +323,8 @@ def _backlog(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
 def dlq_depth(bootstrap: str, topic: str = names.DLQ_TOPIC, group_id: str = names.DLQ_REPROCESS_GROUP) -> int:
     """Entries of ``topic`` the reprocess group has not consumed yet (its total lag).
 
-    Requeued entries count: they are still waiting. For the parked topic, which the
-    group never reads, this is the number of parked entries kept."""
+    Requeued entries count: they are still waiting. For the parked topic, which the group
+    reads only to replay parked entries (replay_parked), this is the entries still parked."""
     consumer = _consumer(bootstrap, group_id)
     try:
         return sum(high - start for start, high in _backlog(consumer, topic).values())
@@ -473,6 +473,71 @@ def reprocess(
         consumer.commit(offsets=[TopicPartition(dlq_topic, p, off) for p, off in commits.items()],
                         asynchronous=False)
         log.info("DLQ round over %s: %s", dlq_topic, report)
+        return report
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ReplayReport:
+    requeued: int = 0
+    kept: int = 0
+    consumed: int = 0
+    requeued_keys: list[str] = field(default_factory=list)
+
+
+def replay_parked(
+    bootstrap: str,
+    keys: Collection[str] | None = None,
+    now: datetime | None = None,
+    max_entries: int | None = None,
+    *,
+    dlq_topic: str = names.DLQ_TOPIC,
+    parked_topic: str = names.PARKED_TOPIC,
+    group_id: str = names.DLQ_REPROCESS_GROUP,
+    deadline_s: float = 300.0,
+    audit_log: Path | None | object = _AUTO,
+) -> ReplayReport:
+    """Move parked entries back to the DLQ, due now with their attempts reset, so the next
+    reprocess round delivers them (once the API is healthy again; their idempotency keys make
+    a redelivery harmless).
+
+    ``keys``: only the entries with these idempotency keys; the others stay parked (appended
+    to the parked topic again, byte for byte). None: every parked entry. An entry that cannot
+    be decoded stays parked. Offsets are committed only after Kafka acknowledged every write.
+    """
+    if max_entries is not None and max_entries < 1:
+        raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+    wanted = None if keys is None else set(keys)
+    now = _utc(now or datetime.now(timezone.utc))
+    ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
+    report = ReplayReport()
+    consumer = _consumer(bootstrap, group_id)
+    try:
+        limit = max_entries if max_entries is not None else math.inf
+        messages, commits = _read_backlog(consumer, parked_topic, limit, time.monotonic() + deadline_s)
+        report.consumed = len(messages)
+        if not messages:
+            return report
+        writer = DlqWriter(bootstrap, audit_log=audit_log)
+        for msg in messages:
+            try:
+                entry = DlqEntry.decode(msg.value())
+            except DlqEntryError as exc:
+                writer.send(parked_topic, _undecodable_entry(msg, exc, now), raw=msg.value())
+                report.kept += 1
+                continue
+            if wanted is not None and entry.idempotency_key not in wanted:
+                writer.send(parked_topic, entry, raw=msg.value())
+                report.kept += 1
+                continue
+            writer.send(dlq_topic, replace(entry, attempts=0, next_attempt_at=now))
+            report.requeued += 1
+            report.requeued_keys.append(entry.idempotency_key)
+        writer.flush()
+        consumer.commit(offsets=[TopicPartition(parked_topic, p, off) for p, off in commits.items()],
+                        asynchronous=False)
+        log.info("parked entries replayed from %s: %s", parked_topic, report)
         return report
     finally:
         consumer.close()

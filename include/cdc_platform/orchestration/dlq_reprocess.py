@@ -35,3 +35,23 @@ def run(max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS, base_backoff_s: float = dl
                     f"{', '.join(report.parked_keys[:20])}",
             details=result, conn_id=alerts_conn_id)
     return result
+
+
+class NotConfirmed(ValueError):
+    """A run that changes what the operator must decide on was triggered without its confirmation."""
+
+
+def replay_parked(confirm: bool, keys: list[str] | None = None, max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS,
+                  kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, rest_api_conn_id: str = conn_ids.REST_API_CONN_ID,
+                  alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
+    """Move parked entries (``keys``, or all when empty) back to the DLQ, then deliver them in one
+    reprocess round. What still fails goes on through the DLQ's usual backoff and parking."""
+    if not confirm:
+        raise NotConfirmed("set the param confirm=true to replay parked DLQ entries to the REST API")
+    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    replayed = dlq.replay_parked(bootstrap, keys or None)
+    log.info("parked entries: %d moved back to the DLQ, %d kept parked", replayed.requeued, replayed.kept)
+    delivery = run(max_attempts=max_attempts, base_backoff_s=dlq.DEFAULT_BACKOFF_S, kafka_conn_id=kafka_conn_id,
+                   rest_api_conn_id=rest_api_conn_id, alerts_conn_id=alerts_conn_id)
+    return {"replayed": asdict(replayed), "delivery": delivery,
+            "still_parked": dlq.dlq_depth(bootstrap, names.PARKED_TOPIC)}
