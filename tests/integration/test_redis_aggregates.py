@@ -244,6 +244,24 @@ def test_repair_into_empty_redis_rebuilds_fences_from_positions(r):
     assert_converged(r, latest, clock)
 
 
+def test_repair_never_sets_a_fence_back_that_the_stream_moved_on_meanwhile(r, monkeypatch):
+    from cdc_platform.aggregates import store
+
+    expected = recompute(truth({1: Change(1, "c", 100, "c1", T0, "tv", 0.5)}), window_end_ms=T0)
+    newer = Change(1, "u", 200, "c2", T0, "mobile", 0.1)
+    write = store._write_fences
+
+    def stream_applies_first(client, fences):
+        apply_changes(client, [newer])  # lands between the repair's read and its fence writes
+        return write(client, fences)
+
+    monkeypatch.setattr(store, "_write_fences", stream_applies_first)
+    with pytest.raises(RepairConflict):
+        repair(r, expected)
+    assert r.hget(row_key(1), "pos") == "200" and r.hget(row_key(1), "content") == "c2"
+    assert_converged(r, {1: newer}, T0)
+
+
 def test_repair_refuses_when_redis_moved_past_the_watermark(r):
     apply_changes(r, SCENARIO)
     watermark = read_watermark(r)

@@ -18,6 +18,9 @@ from .model import (AggregateSnapshot, ApplyStats, Change, RowContribution, Wate
 
 APPLY_SCRIPT = resources.files(__package__).joinpath("apply_changes.lua").read_text()
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()
+REPAIR_FENCES_SCRIPT = resources.files(__package__).joinpath("repair_fences.lua").read_text()
+# Fences per repair_fences call; the calls go out pipelined, a few per round trip.
+REPAIR_FENCES_PER_CALL = 500
 
 _SCRIPT_KEYS = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
                 names.REDIS_PCT_COUNT, names.REDIS_DEVICES, names.REDIS_WATERMARK)
@@ -274,43 +277,81 @@ def _num(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _fence_fields(c: RowContribution, position: int) -> dict[str, str]:
-    return {"pos": str(position), "deleted": "0", "content": c.content_id or "",
-            "minute": "" if c.minute is None else str(c.minute), "device": c.device or "",
-            "pct": "" if c.engagement_pct is None else repr(float(c.engagement_pct)),
-            "band": pct_band(c.engagement_pct)}
+def _fence_args(row_id: int, position: int, c: RowContribution | None) -> tuple[str, ...]:
+    """One fence's repair_fences.lua fields; c None: a deleted row."""
+    if c is None:
+        return (str(row_id), str(position), "1", "", "", "", "", "")
+    return (str(row_id), str(position), "0", c.content_id or "", "" if c.minute is None else str(c.minute),
+            c.device or "", "" if c.engagement_pct is None else repr(float(c.engagement_pct)), pct_band(c.engagement_pct))
 
 
+def _fence_fields(c: RowContribution | None, position: int) -> dict[str, str]:
+    """What a fence holds once repair_fences.lua wrote it (to skip fences already right)."""
+    _, pos, deleted, content, minute, device, pct, band = _fence_args(0, position, c)
+    if c is None:
+        return {"pos": pos, "deleted": deleted}
+    return {"pos": pos, "deleted": deleted, "content": content, "minute": minute, "device": device, "pct": pct,
+            "band": band}
+
+
+def _write_fences(client: redis.Redis, fences: list[tuple[str, ...]]) -> int:
+    """Write fences through repair_fences.lua, in pipelined chunks; returns how many it wrote.
+    Outside any transaction: a full rebuild writes one fence per row, more than a MULTI should
+    queue on the server, and the script never sets a row back, so a chunk can run at any time."""
+    header = (names.REDIS_ROW_PREFIX, semantics.DELETED_ROW_FENCE_TTL_MS)
+    written = 0
+    calls = [fences[i:i + REPAIR_FENCES_PER_CALL] for i in range(0, len(fences), REPAIR_FENCES_PER_CALL)]
+    for start in range(0, len(calls), CALLS_PER_ROUND_TRIP):
+        pipe = client.pipeline(transaction=False)
+        for call in calls[start:start + CALLS_PER_ROUND_TRIP]:
+            pipe.eval(REPAIR_FENCES_SCRIPT, 0, *header, *(field for fence in call for field in fence))
+        written += sum(int(n) for n in pipe.execute())
+    return written
 
 
 def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Watermark | None = None,
            attempts: int = 5) -> RepairResult:
-    """Rewrite every aggregate key, and the row fences, to `expected` in one MULTI/EXEC.
+    """Rewrite every aggregate key, and the row fences, to `expected`.
 
-    A fence keeps the larger of its stored position and the expected row's position, so a
-    replay of a change already covered stays a no-op; rows absent from `expected` become
-    deleted fences. The watermark's event-time clock is set to expected's.
+    Fences go first, in chunks, each written only when it does not set its row back (a replay
+    of a change already covered stays a no-op); rows absent from `expected` get deleted
+    fences. Then every aggregate key, and the watermark's event-time clock, are rewritten in
+    one MULTI/EXEC.
 
-    With if_watermark, the repair only happens while Redis is still at that watermark
-    (RepairConflict otherwise); without it, a change applied while the repair is prepared
-    makes it start over (RepairConflict after `attempts`).
+    The aggregates are only rewritten while Redis is still at if_watermark (by default, the
+    watermark when the repair starts): RepairConflict otherwise, as `expected` is out of date.
+    A conflict leaves the fences written; they never set a row back, so the next diff sees
+    what is left. `attempts` bounds the retries when the watermark only moves during the EXEC.
     """
+    guard = if_watermark or read_watermark(client)
+    if read_watermark(client).state_version() != guard.state_version():
+        raise RepairConflict(f"Redis moved from watermark {guard}; recompute the expected state and retry")
+    _, _, row_keys = _scan_keys(client)
+    reader = client.pipeline(transaction=False)
+    for key in row_keys:
+        reader.hgetall(key)
+    stored = {int(key[len(names.REDIS_ROW_PREFIX):]): _parse_fence(raw)
+              for key, raw in zip(row_keys, reader.execute())}
+    fences = []
+    for row_id, contribution in expected.rows.items():
+        position = max(int(stored.get(row_id, {}).get("pos") or 0), contribution.position or 0)
+        if stored.get(row_id) != _fence_fields(contribution, position):
+            fences.append(_fence_args(row_id, position, contribution))
+    for row_id, fence in stored.items():
+        if row_id not in expected.rows and fence.get("deleted") != "1":
+            fences.append(_fence_args(row_id, int(fence.get("pos") or 0), None))
+    fences_rewritten = _write_fences(client, fences)
+
     for _ in range(attempts):
         with client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(names.REDIS_WATERMARK)
                 current = _parse_watermark(pipe.hgetall(names.REDIS_WATERMARK))
-                if if_watermark is not None and current.state_version() != if_watermark.state_version():
-                    raise RepairConflict(f"Redis moved from watermark {if_watermark} to {current}; "
+                if current.state_version() != guard.state_version():
+                    raise RepairConflict(f"Redis moved from watermark {guard} to {current}; "
                                          "recompute the expected state and retry")
                 # Reads after WATCH stay valid until EXEC: every state change touches the watermark.
-                minute_keys, device_keys, row_keys = _scan_keys(client)
-                reader = client.pipeline(transaction=False)
-                for key in row_keys:
-                    reader.hgetall(key)
-                fences = {int(key[len(names.REDIS_ROW_PREFIX):]): _parse_fence(raw)
-                          for key, raw in zip(row_keys, reader.execute())}
-
+                minute_keys, device_keys, _ = _scan_keys(client)
                 pipe.multi()
                 fixed_keys = (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT, names.REDIS_PCT_SUM,
                               names.REDIS_PCT_COUNT, names.REDIS_DEVICES)
@@ -331,24 +372,6 @@ def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Wa
                         f: _num(v) if f in _DEVICE_INT_FIELDS else repr(float(v)) for f, v in fields.items()})
                 if expected.device_set:
                     pipe.sadd(names.REDIS_DEVICES, *expected.device_set)
-
-                fences_rewritten = 0
-                for row_id, contribution in expected.rows.items():
-                    stored = fences.get(row_id, {})
-                    position = max(int(stored.get("pos") or 0), contribution.position or 0)
-                    fields = _fence_fields(contribution, position)
-                    if stored != fields:
-                        pipe.hset(row_key(row_id), mapping=fields)
-                        pipe.persist(row_key(row_id))
-                        fences_rewritten += 1
-                for row_id, stored in fences.items():
-                    if row_id not in expected.rows and stored.get("deleted") != "1":
-                        # As the apply script writes a delete: position kept, expiring.
-                        pipe.delete(row_key(row_id))
-                        pipe.hset(row_key(row_id), mapping={"pos": stored.get("pos") or "0", "deleted": "1"})
-                        pipe.pexpire(row_key(row_id), semantics.DELETED_ROW_FENCE_TTL_MS)
-                        fences_rewritten += 1
-
                 if expected.max_event_ts_ms is not None:
                     pipe.hset(names.REDIS_WATERMARK, mapping={
                         "max_event_ts_ms": expected.max_event_ts_ms,
