@@ -13,6 +13,7 @@ from typing import Callable
 import requests
 
 from cdc_platform.airflow_api import AirflowApiError, AirflowClient
+from cdc_platform.restapi import FAULTS_PATH
 from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
 
 PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess",
@@ -136,12 +137,14 @@ class RestApi:
     def __init__(self, env):
         self.url = env["API_URL"].rstrip("/")
         self.headers = {"Authorization": f"Bearer {env['API_TOKEN']}"}
+        self.admin_headers = {"Authorization": f"Bearer {env['API_ADMIN_TOKEN']}"}
 
     def set_faults(self, **faults) -> None:
-        requests.post(f"{self.url}/v1/admin/faults", json=faults, headers=self.headers, timeout=10).raise_for_status()
+        requests.post(f"{self.url}{FAULTS_PATH}", json=faults, headers=self.admin_headers,
+                      timeout=10).raise_for_status()
 
     def clear_faults(self) -> None:
-        requests.delete(f"{self.url}/v1/admin/faults", headers=self.headers, timeout=10).raise_for_status()
+        requests.delete(f"{self.url}{FAULTS_PATH}", headers=self.admin_headers, timeout=10).raise_for_status()
 
     def count(self, prefix: str | None = None) -> int:
         params = {"prefix": prefix} if prefix else {}

@@ -45,6 +45,7 @@ def api(stack_env):
     url, token = stack_env["API_URL"], stack_env["API_TOKEN"]
     poll_until(lambda: requests.get(url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
     auth = {"Authorization": f"Bearer {token}"}
+    admin = {"Authorization": f"Bearer {stack_env['API_ADMIN_TOKEN']}"}
 
     def count(prefix: str) -> int:
         return requests.get(url + COUNT_PATH, params={"prefix": prefix}, headers=auth, timeout=5).json()["count"]
@@ -53,10 +54,10 @@ def api(stack_env):
         return requests.get(f"{url}{EVENTS_PATH}/{key}", headers=auth, timeout=5).json()
 
     def set_faults(**config) -> None:
-        requests.post(url + FAULTS_PATH, json=config, headers=auth, timeout=5).raise_for_status()
+        requests.post(url + FAULTS_PATH, json=config, headers=admin, timeout=5).raise_for_status()
 
     def clear_faults() -> None:
-        requests.delete(url + FAULTS_PATH, headers=auth, timeout=5).raise_for_status()
+        requests.delete(url + FAULTS_PATH, headers=admin, timeout=5).raise_for_status()
 
     return SimpleNamespace(url=url, token=token, count=count, event=event, set_faults=set_faults,
                            clear_faults=clear_faults)

@@ -19,9 +19,10 @@ FAST = RetryPolicy(max_attempts=3, base_backoff_s=0.05, max_backoff_s=0.2)
 
 
 class Api:
-    def __init__(self, url: str, token: str):
+    def __init__(self, url: str, token: str, admin_token: str):
         self.url, self.token = url, token
         self.auth = {"Authorization": f"Bearer {token}"}
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
 
     def count(self, prefix: str) -> int:
         response = requests.get(self.url + COUNT_PATH, params={"prefix": prefix}, headers=self.auth, timeout=5)
@@ -34,19 +35,19 @@ class Api:
         return response.json()
 
     def set_faults(self, **config) -> dict:
-        response = requests.post(self.url + FAULTS_PATH, json=config, headers=self.auth, timeout=5)
+        response = requests.post(self.url + FAULTS_PATH, json=config, headers=self.admin, timeout=5)
         response.raise_for_status()
         return response.json()
 
     def clear_faults(self) -> None:
-        requests.delete(self.url + FAULTS_PATH, headers=self.auth, timeout=5).raise_for_status()
+        requests.delete(self.url + FAULTS_PATH, headers=self.admin, timeout=5).raise_for_status()
 
 
 @pytest.fixture(scope="module")
 def api(stack_env) -> Api:
     if "API_URL" not in stack_env:
         pytest.fail("API_URL missing from .stack/env: the restapi service is not part of this stack; run `make up`.")
-    client = Api(stack_env["API_URL"], stack_env["API_TOKEN"])
+    client = Api(stack_env["API_URL"], stack_env["API_TOKEN"], stack_env["API_ADMIN_TOKEN"])
     poll_until(lambda: requests.get(client.url + HEALTH_PATH, timeout=2).ok, 30, "the restapi service")
     return client
 
@@ -73,6 +74,8 @@ def test_health_is_open_and_everything_else_needs_the_token(api, prefix):
         assert requests.post(api.url + BATCH_PATH, json=body, headers=headers, timeout=5).status_code == 401
         assert requests.get(api.url + COUNT_PATH, headers=headers, timeout=5).status_code == 401
         assert requests.post(api.url + FAULTS_PATH, json={"status": 500}, headers=headers, timeout=5).status_code == 401
+    # The delivery token is no admin token.
+    assert requests.post(api.url + FAULTS_PATH, json={"status": 500}, headers=api.auth, timeout=5).status_code == 401
     result = post_batch(make_session(), api.url, "not-the-token", _items(prefix, 1), 5.0, policy=FAST)
     assert [(f.retryable, f.attempts) for f in result.failed] == [(False, 1)]
     assert api.count(prefix) == 0
@@ -107,7 +110,7 @@ def test_a_fixed_503_fault_exhausts_the_retries(faults, prefix):
     assert result.delivered == []
     assert {(f.attempts, f.retryable) for f in result.failed} == {(FAST.max_attempts, True)}
     assert result.failed[0].error.startswith("HTTP 503")
-    assert requests.get(faults.url + FAULTS_PATH, headers=faults.auth, timeout=5).json()["injected_failures"] == 3
+    assert requests.get(faults.url + FAULTS_PATH, headers=faults.admin, timeout=5).json()["injected_failures"] == 3
     assert faults.count(prefix) == 0
     faults.clear_faults()
     assert len(post_batch(make_session(), faults.url, faults.token, _items(prefix, 3), 5.0).delivered) == 3

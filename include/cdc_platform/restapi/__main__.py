@@ -1,6 +1,7 @@
 """Serve the REST microservice: ``python -m cdc_platform.restapi --db PATH [--host H] [--port P]``.
 
-The bearer token comes from the environment (API_TOKEN), never from the command line.
+The bearer tokens come from the environment (API_TOKEN for deliveries and reads,
+API_ADMIN_TOKEN for fault injection), never from the command line.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, default=os.environ.get("API_DB"),
                         help="SQLite file holding the received events (env API_DB)")
     args = parser.parse_args(argv)
-    token = os.environ.get("API_TOKEN", "")
-    if not token:
-        print("error: API_TOKEN is not set; the service refuses to run without authentication", file=sys.stderr)
+    token, admin_token = os.environ.get("API_TOKEN", ""), os.environ.get("API_ADMIN_TOKEN", "")
+    if not token or not admin_token:
+        print("error: API_TOKEN and API_ADMIN_TOKEN must be set; the service refuses to run without "
+              "authentication", file=sys.stderr)
         return 2
     if args.db is None:
         print("error: --db (or API_DB) is required", file=sys.stderr)
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from cdc_platform.restapi.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(Path(args.db), token), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(Path(args.db), token, admin_token), host=args.host, port=args.port, log_level="info")
     return 0
 
 

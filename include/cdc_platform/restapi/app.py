@@ -38,18 +38,23 @@ class Batch(BaseModel):
     events: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
-def create_app(db_path: Path, token: str) -> FastAPI:
-    if not token:
-        raise ValueError("the API token must not be empty")
+def create_app(db_path: Path, token: str, admin_token: str) -> FastAPI:
+    """``token`` authorises deliveries and reads; ``admin_token`` alone the fault-injection
+    endpoints, so a delivery client (the stream, the DLQ job) can never break the service."""
+    if not token or not admin_token:
+        raise ValueError("the API token and the admin token must not be empty")
+    if secrets.compare_digest(token.encode(), admin_token.encode()):
+        raise ValueError("the admin token must differ from the delivery token")
     store = EventStore(db_path)
     faults = FaultInjector()
     bearer = HTTPBearer(auto_error=False)
-    expected = token.encode()
 
-    def authenticated(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
-            raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+    def bearer_check(expected: bytes):
+        def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+            if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
+                raise HTTPException(status_code=401, detail="missing or invalid bearer token",
+                                    headers={"WWW-Authenticate": "Bearer"})
+        return check
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -59,7 +64,8 @@ def create_app(db_path: Path, token: str) -> FastAPI:
     app = FastAPI(title="cdc_platform engagement events API", version="1", lifespan=lifespan)
     app.state.store = store
     app.state.faults = faults
-    auth = [Depends(authenticated)]
+    auth = [Depends(bearer_check(token.encode()))]
+    admin = [Depends(bearer_check(admin_token.encode()))]
 
     @app.get(HEALTH_PATH)
     def health() -> dict[str, str]:
@@ -111,17 +117,17 @@ def create_app(db_path: Path, token: str) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no event with idempotency key {idempotency_key!r}")
         return found
 
-    @app.get(FAULTS_PATH, dependencies=auth)
+    @app.get(FAULTS_PATH, dependencies=admin)
     def get_faults() -> dict:
         return faults.snapshot()
 
-    @app.post(FAULTS_PATH, dependencies=auth)
+    @app.post(FAULTS_PATH, dependencies=admin)
     def set_faults(config: FaultConfig) -> dict:
         faults.set(config)
         log.warning("faults set: %s", config.model_dump())
         return faults.snapshot()
 
-    @app.delete(FAULTS_PATH, dependencies=auth)
+    @app.delete(FAULTS_PATH, dependencies=admin)
     def clear_faults() -> dict:
         faults.clear()
         log.warning("faults cleared")

@@ -6,7 +6,6 @@ two can never disagree.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 from urllib.parse import quote
@@ -14,6 +13,7 @@ from urllib.parse import quote
 from cdc_platform import connections as conn_ids
 from cdc_platform import names
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.services.postgres import ENGAGEMENT_DB, ENGAGEMENT_USER
 
 AIRFLOW_ADMIN_USER = "admin"
@@ -58,6 +58,7 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "ALERTS_URL": f"http://{host}:{ports['alerts']}/alerts",
         "API_URL": f"http://{host}:{ports['restapi']}",
         "API_TOKEN": secrets["api_token"],
+        "API_ADMIN_TOKEN": secrets["api_admin_token"],
         "SPARK_HOME": spark_home(cfg),
         "PYSPARK_PYTHON": str(cfg.venv / "bin" / "python"),
         "SPARK_SUBMIT": str(cfg.venv / "bin" / "spark-submit"),
@@ -75,7 +76,10 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         conn_ids.KAFKA_CONNECT_CONN_ID: {
             "conn_type": "http", "host": host, "port": ports["connect"], "schema": "http",
             # How connectors on this worker reference the database password (a config provider).
-            "extra": {"database_password_ref": f"${{file:{cfg.secrets / 'connect-secrets.properties'}:postgres.password}}"},
+            # Connectors on this worker log in to the database as their own role, with a password
+            # referenced through a config provider (it never enters Connect's config topic).
+            "extra": {"database_user": names.PG_CDC_ROLE,
+                      "database_password_ref": f"${{file:{cfg.secrets / 'connect-secrets.properties'}:postgres.password}}"},
         },
         conn_ids.CASSANDRA_CONN_ID: {
             "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
@@ -107,10 +111,7 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
 def write(path: Path, values: dict[str, str]) -> None:
     lines = ["# Written by `make up`; regenerated on every start. Source it: `. .stack/env`."]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    write_private(path, "\n".join(lines) + "\n")
 
 
 def read(path: Path) -> dict[str, str]:

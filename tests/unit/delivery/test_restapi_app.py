@@ -10,12 +10,14 @@ from cdc_platform.restapi import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PAT
 from cdc_platform.restapi.app import create_app
 
 TOKEN = "unit-test-token"
+ADMIN_TOKEN = "unit-test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture()
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "events.db", TOKEN)) as test_client:
+    with TestClient(create_app(tmp_path / "events.db", TOKEN, ADMIN_TOKEN)) as test_client:
         yield test_client
 
 
@@ -37,9 +39,18 @@ def test_every_v1_endpoint_needs_the_token(client, headers):
     assert client.get(COUNT_PATH, headers=AUTH).json() == {"count": 0}
 
 
-def test_an_empty_token_is_refused(tmp_path):
+@pytest.mark.parametrize("token, admin_token", [("", ADMIN_TOKEN), (TOKEN, ""), (TOKEN, TOKEN)])
+def test_empty_or_shared_tokens_are_refused(tmp_path, token, admin_token):
     with pytest.raises(ValueError):
-        create_app(tmp_path / "x.db", "")
+        create_app(tmp_path / "x.db", token, admin_token)
+
+
+def test_fault_injection_needs_the_admin_token_and_the_delivery_token_is_not_it(client):
+    assert client.post(FAULTS_PATH, json={"status": 500}, headers=AUTH).status_code == 401
+    assert client.get(FAULTS_PATH, headers=AUTH).status_code == 401
+    assert client.delete(FAULTS_PATH, headers=AUTH).status_code == 401
+    assert client.post(BATCH_PATH, json=batch("a"), headers=ADMIN).status_code == 401
+    assert client.post(FAULTS_PATH, json={"status": 500}, headers=ADMIN).status_code == 200
 
 
 def test_redelivery_never_duplicates(client):
@@ -55,9 +66,9 @@ def test_redelivery_never_duplicates(client):
 
 
 def test_events_survive_a_restart(tmp_path):
-    with TestClient(create_app(tmp_path / "events.db", TOKEN)) as c:
+    with TestClient(create_app(tmp_path / "events.db", TOKEN, ADMIN_TOKEN)) as c:
         c.post(BATCH_PATH, json=batch("a", "b"), headers=AUTH)
-    with TestClient(create_app(tmp_path / "events.db", TOKEN)) as c:
+    with TestClient(create_app(tmp_path / "events.db", TOKEN, ADMIN_TOKEN)) as c:
         assert c.get(COUNT_PATH, headers=AUTH).json() == {"count": 2}
 
 
@@ -113,27 +124,27 @@ def test_row_ranges_need_the_token(client):
 
 
 def test_fixed_status_fault_fails_only_batch_posts(client):
-    assert client.post(FAULTS_PATH, json={"status": 503}, headers=AUTH).status_code == 200
+    assert client.post(FAULTS_PATH, json={"status": 503}, headers=ADMIN).status_code == 200
     assert client.post(BATCH_PATH, json=batch("a"), headers=AUTH).status_code == 503
     assert client.get(COUNT_PATH, headers=AUTH).status_code == 200
     assert client.get(HEALTH_PATH).status_code == 200
-    shown = client.get(FAULTS_PATH, headers=AUTH).json()
+    shown = client.get(FAULTS_PATH, headers=ADMIN).json()
     assert (shown["status"], shown["injected_failures"]) == (503, 1)
-    client.delete(FAULTS_PATH, headers=AUTH)
+    client.delete(FAULTS_PATH, headers=ADMIN)
     assert client.post(BATCH_PATH, json=batch("a"), headers=AUTH).status_code == 200
     assert client.get(COUNT_PATH, headers=AUTH).json() == {"count": 1}
 
 
 def test_a_fault_never_stores_the_batch(client):
-    client.post(FAULTS_PATH, json={"status": 400}, headers=AUTH)
+    client.post(FAULTS_PATH, json={"status": 400}, headers=ADMIN)
     assert client.post(BATCH_PATH, json=batch("a"), headers=AUTH).status_code == 400
-    client.delete(FAULTS_PATH, headers=AUTH)
+    client.delete(FAULTS_PATH, headers=ADMIN)
     assert client.get(COUNT_PATH, headers=AUTH).json() == {"count": 0}
 
 
 def test_seeded_error_rate_is_repeatable(client):
     def run() -> list[int]:
-        client.post(FAULTS_PATH, json={"error_rate": 0.5, "seed": 42}, headers=AUTH)
+        client.post(FAULTS_PATH, json={"error_rate": 0.5, "seed": 42}, headers=ADMIN)
         return [client.post(BATCH_PATH, json=batch(f"k{i}"), headers=AUTH).status_code for i in range(30)]
 
     first, second = run(), run()
@@ -142,13 +153,13 @@ def test_seeded_error_rate_is_repeatable(client):
 
 
 def test_key_prefix_confines_faults(client):
-    client.post(FAULTS_PATH, json={"status": 500, "key_prefix": "test-"}, headers=AUTH)
+    client.post(FAULTS_PATH, json={"status": 500, "key_prefix": "test-"}, headers=ADMIN)
     assert client.post(BATCH_PATH, json=batch("live-1"), headers=AUTH).status_code == 200
     assert client.post(BATCH_PATH, json=batch("live-2", "test-1"), headers=AUTH).status_code == 500
 
 
 def test_latency_fault_delays_batch_posts(client):
-    client.post(FAULTS_PATH, json={"latency_ms": 300}, headers=AUTH)
+    client.post(FAULTS_PATH, json={"latency_ms": 300}, headers=ADMIN)
     start = time.monotonic()
     assert client.post(BATCH_PATH, json=batch("a"), headers=AUTH).status_code == 200
     assert time.monotonic() - start >= 0.3
@@ -159,4 +170,4 @@ def test_latency_fault_delays_batch_posts(client):
 
 @pytest.mark.parametrize("config", [{"error_rate": 2}, {"status": 200}, {"latency_ms": -1}, {"bogus": 1}])
 def test_invalid_fault_configs_are_refused(client, config):
-    assert client.post(FAULTS_PATH, json=config, headers=AUTH).status_code == 422
+    assert client.post(FAULTS_PATH, json=config, headers=ADMIN).status_code == 422

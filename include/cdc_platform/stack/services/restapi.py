@@ -28,6 +28,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
         # Through the launcher's 0600 env file: the token never shows on a command line.
         environment={
             "API_TOKEN": secrets["api_token"],
+            "API_ADMIN_TOKEN": secrets["api_admin_token"],
             "PYTHONPATH": str(cfg.repo_root / "include"),
             "PYTHONUNBUFFERED": "1",
         },
