@@ -13,6 +13,7 @@ import xmlrpc.client
 from pathlib import Path
 
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError
 
 
@@ -76,8 +77,7 @@ def render_config(cfg: StackConfig, services: list[Service]) -> str:
         if svc.environment:
             env_path = cfg.conf / f"{svc.name}.env.json"
             env_path.parent.mkdir(parents=True, exist_ok=True)
-            env_path.write_text(json.dumps(svc.environment, indent=1, sort_keys=True))
-            env_path.chmod(0o600)
+            write_private(env_path, json.dumps(svc.environment, indent=1, sort_keys=True))
             command = [str(python), str(launcher), str(env_path), "--", *command]
         lines += [
             f"[program:{svc.name}]",
@@ -138,8 +138,14 @@ class Supervisor:
                 self.rpc.removeProcessGroup(name)
             for name in added:
                 self.rpc.addProcessGroup(name)
-            if changed:
-                print(f"    note: config changed for {', '.join(changed)}; `make down && make up` applies it")
+            running = [name for name in changed if self.alive(name)]
+            for name in changed:
+                if name not in running:
+                    # Stopped (as `restart` leaves it): re-adding applies the new program config.
+                    self.rpc.removeProcessGroup(name)
+                    self.rpc.addProcessGroup(name)
+            if running:
+                print(f"    note: config changed for {', '.join(running)}; `stack restart` applies it")
             return
         self.cfg.supervisor_socket.unlink(missing_ok=True)
         supervisord = self.cfg.venv / "bin" / "supervisord"

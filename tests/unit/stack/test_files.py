@@ -94,3 +94,32 @@ def test_launcher_drops_inherited_airflow_settings(tmp_path):
     seen = json.loads(out)
     assert seen["AIRFLOW_HOME"] == "/stack/airflow" and seen["FROM_FILE"] == "1" and seen["KEEP_ME"] == "yes"
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in seen
+
+
+def test_secret_files_are_private_from_creation_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from cdc_platform.stack.secrets import write_private
+
+    path = tmp_path / "secret.properties"
+    path.write_text("old, world-readable")
+    path.chmod(0o644)
+    old_umask = os.umask(0)
+    try:
+        write_private(path, "password=s3cret\n")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "password=s3cret\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.properties"]
+
+
+def test_every_stack_secret_file_is_written_privately():
+    """No secret-bearing file of the stack is written with write_text and chmodded after."""
+    from pathlib import Path
+
+    stack = Path(__file__).resolve().parents[3] / "include" / "cdc_platform" / "stack"
+    offenders = [str(p.relative_to(stack)) for p in stack.rglob("*.py") if ".chmod(0o600)" in p.read_text()
+                 or "os.chmod(tmp, 0o600)" in p.read_text()]
+    assert offenders == []

@@ -1,6 +1,7 @@
 """Airflow 3 as its four components, metadata in the stack's PostgreSQL, LocalExecutor."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ from configparser import ConfigParser
 from urllib.parse import quote
 
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError
 from cdc_platform.stack.services.postgres import AIRFLOW_DB, AIRFLOW_USER
 
@@ -17,6 +19,9 @@ from cdc_platform.stack.services.postgres import AIRFLOW_DB, AIRFLOW_USER
 EXECUTION_JWT_SECONDS = 7 * 24 * 3600
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Airflow binds its log servers to every interface, with no setting to change it. The API
+# server reads task logs from the shared local log folder, so they are not started at all.
+SKIP_LOG_SERVER = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
@@ -29,6 +34,9 @@ def process_environment(cfg: StackConfig, stack_env: dict[str, str]) -> dict[str
     if os.environ.get("JAVA_HOME"):
         env["JAVA_HOME"] = os.environ["JAVA_HOME"]
     env["PYTHONUNBUFFERED"] = "1"
+    # The stream's Spark driver (its RPC, block manager and UI ports) binds where the stack does;
+    # the embedded stack runs Spark in local mode, so nothing needs to reach it from outside.
+    env["SPARK_LOCAL_IP"] = cfg.host
     return env
 
 
@@ -44,8 +52,7 @@ def write_config(cfg: StackConfig, secrets: dict[str, str], admin_user: str) -> 
     home = cfg.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     passwords_file = cfg.secrets / "airflow-passwords.json"
-    passwords_file.write_text(json.dumps({admin_user: secrets["airflow_admin_password"]}) + "\n")
-    passwords_file.chmod(0o600)
+    write_private(passwords_file, json.dumps({admin_user: secrets["airflow_admin_password"]}) + "\n")
     db_url = (f"postgresql+psycopg2://{AIRFLOW_USER}:{quote(secrets['airflow_db_password'], safe='')}"
               f"@{cfg.host}:{cfg.ports['postgres']}/{AIRFLOW_DB}")
     base_url = f"http://{cfg.host}:{cfg.ports['airflow']}"
@@ -75,13 +82,12 @@ def write_config(cfg: StackConfig, secrets: dict[str, str], admin_user: str) -> 
         "execution_api": {"jwt_expiration_time": str(EXECUTION_JWT_SECONDS)},
         "logging": {"base_log_folder": str(cfg.logs / "airflow-tasks")},
         "dag_processor": {"refresh_interval": "20", "min_file_process_interval": "30"},
-        "scheduler": {"enable_health_check": "True"},
+        "scheduler": {"enable_health_check": "True", "scheduler_health_check_server_host": cfg.host},
     })
-    path = home / "airflow.cfg"
-    with path.open("w") as fh:
-        fh.write("# Written by the cdc_platform stack manager on every start; edit stack config instead.\n")
-        parser.write(fh)
-    path.chmod(0o600)
+    text = io.StringIO()
+    text.write("# Written by the cdc_platform stack manager on every start; edit stack config instead.\n")
+    parser.write(text)
+    write_private(home / "airflow.cfg", text.getvalue())
 
 
 def services(cfg: StackConfig, secrets: dict[str, str]) -> list[Service]:
@@ -133,7 +139,7 @@ def services(cfg: StackConfig, secrets: dict[str, str]) -> list[Service]:
     for component in COMPONENTS[1:]:
         built.append(Service(
             name=f"airflow-{component}",
-            command=[airflow_bin, component],
+            command=[airflow_bin, component, *SKIP_LOG_SERVER.get(component, ())],
             port=None,
             ready=component_ready(f"airflow-{component}", HEALTH_KEYS[component]),
             prepare=mark_started(f"airflow-{component}"),

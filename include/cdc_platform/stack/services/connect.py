@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError, java_command
 from cdc_platform.stack.services.kafka import kafka_classpath, logging_opts, require_kafka_jars
 
@@ -24,8 +25,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             raise StackError(f"Debezium plugin missing in {plugin_path}; run `make install`.")
         cfg.data.joinpath("connect").mkdir(parents=True, exist_ok=True)
         secret_file = secrets_properties_path(cfg)
-        secret_file.write_text(f"postgres.password={secrets['engagement_password']}\n")
-        secret_file.chmod(0o600)
+        write_private(secret_file, f"postgres.password={secrets['debezium_password']}\n")
         props = {
             "bootstrap.servers": f"{cfg.host}:{cfg.ports['kafka']}",
             "group.id": "cdc-connect",

@@ -12,7 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from cdc_platform import names
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError
 
 ENGAGEMENT_DB = "engagement_db"
@@ -86,7 +88,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             os.chmod(data_dir, 0o700)
             _chown(data_dir, user)
             pwfile = socket_dir / "initdb.pw"
-            pwfile.write_text(secrets["postgres_superuser_password"] + "\n")
+            write_private(pwfile, secrets["postgres_superuser_password"] + "\n")
             _chown(pwfile, user)
             try:
                 print("    initdb (first start)")
@@ -141,6 +143,8 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
                 for role, secret, extra in (
                     (ENGAGEMENT_USER, "engagement_password", "REPLICATION"),
                     (AIRFLOW_USER, "airflow_db_password", ""),
+                    # Its table privileges are granted by provisioning, as the tables' owner.
+                    (names.PG_CDC_ROLE, "debezium_password", "REPLICATION"),
                 ):
                     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
                     verb = "ALTER" if cur.fetchone() else "CREATE"

@@ -5,6 +5,7 @@ import os
 import shutil
 
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError
 
 
@@ -19,8 +20,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             raise StackError("redis-server not found; run `make install` (installs Debian's redis-server).")
         data_dir.mkdir(parents=True, exist_ok=True)
         conf_path.parent.mkdir(parents=True, exist_ok=True)
-        conf_path.write_text(
-            "\n".join([
+        write_private(conf_path, "\n".join([
                 f"bind {cfg.host}",
                 f"port {port}",
                 "protected-mode yes",
@@ -35,9 +35,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
                 "maxmemory-policy noeviction",
                 "loglevel notice",
                 'logfile ""',
-            ]) + "\n"
-        )
-        conf_path.chmod(0o600)
+            ]) + "\n")
 
     def ready() -> bool:
         import redis

@@ -1,0 +1,50 @@
+"""Access on the live stack: nothing listens beyond loopback, and no generated credential
+leaks into the repository or the services' logs."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cdc_platform import runbook
+from cdc_platform.stack.supervisor import Supervisor
+
+pytestmark = [pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def test_every_port_the_stack_and_the_stream_listen_on_is_loopback(stream, stack_config):
+    root = psutil.Process(Supervisor(stack_config).pid())
+    pids = {root.pid, *(p.pid for p in root.children(recursive=True))}
+    assert set(runbook.stream_driver_pids()) & pids, "the stream's driver runs under the stack"
+    listening = sorted({(c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name())
+                        for c in psutil.net_connections("inet")
+                        if c.status == psutil.CONN_LISTEN and c.pid in pids})
+    assert len(listening) >= 8, listening
+    assert [entry for entry in listening if not is_loopback(entry[0])] == []
+
+
+def test_no_generated_credential_is_in_a_tracked_file_or_a_service_log(stream, stack_config):
+    secrets = json.loads((stack_config.secrets / "stack-secrets.json").read_text())
+    assert len(secrets) >= 8
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    files = [REPO / name for name in tracked.decode().split("\0") if name]
+    files += [p for p in stack_config.logs.rglob("*") if p.is_file()]
+    leaks = []
+    for path in files:
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        leaks += [(str(path), name) for name, value in secrets.items() if value.encode() in data]
+    assert leaks == []
