@@ -8,6 +8,8 @@ PG_CONTENT_TABLE = "content"
 PG_EVENTS_TABLE = "engagement_events"
 PG_HEARTBEAT_TABLE = "cdc_heartbeat"
 PUBLICATION = "engagement_pub"
+# Debezium's own role: REPLICATION, SELECT on the captured tables, UPDATE on the heartbeat row.
+PG_CDC_ROLE = "cdc_debezium"
 REPLICATION_SLOT = "cdc_slot"
 
 # Debezium / Kafka Connect

@@ -85,6 +85,14 @@ def apply_postgres_schema(conn) -> dict[str, bool]:
         if not cur.fetchone():
             cur.execute(f"CREATE PUBLICATION {names.PUBLICATION} FOR TABLE {tables}")
             created["publication"] = True
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (names.PG_CDC_ROLE,))
+        if cur.fetchone():
+            # Debezium reads the captured tables (snapshots) and beats the heartbeat row; nothing else.
+            cur.execute(f'GRANT USAGE ON SCHEMA public TO "{names.PG_CDC_ROLE}"')
+            cur.execute(f'GRANT SELECT ON {tables} TO "{names.PG_CDC_ROLE}"')
+            cur.execute(f'GRANT UPDATE ON {names.PG_HEARTBEAT_TABLE} TO "{names.PG_CDC_ROLE}"')
+        else:
+            log.warning("role %s does not exist: create it (LOGIN REPLICATION) for the connector", names.PG_CDC_ROLE)
         cur.execute("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (names.REPLICATION_SLOT,))
         row = cur.fetchone()
         if row is None:
@@ -182,8 +190,9 @@ def connector_config_from_env(env) -> dict[str, str]:
     from cdc_platform.connector import render
 
     connect_conn = json.loads(env[f"AIRFLOW_CONN_{KAFKA_CONNECT_CONN_ID.upper()}"])
-    return render(env["PG_HOST"], int(env["PG_PORT"]), env["PG_USER"],
-                  connect_conn["extra"]["database_password_ref"])
+    extra = connect_conn["extra"]
+    return render(env["PG_HOST"], int(env["PG_PORT"]), extra.get("database_user") or names.PG_CDC_ROLE,
+                  extra["database_password_ref"])
 
 
 def provision_from_env(env) -> dict:

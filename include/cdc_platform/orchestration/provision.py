@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from cdc_platform import connections as conn_ids
-from cdc_platform import provisioning
+from cdc_platform import names, provisioning
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
@@ -51,8 +51,9 @@ def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
     if not password_ref:
         raise ValueError(f"connection {kafka_connect_conn_id} needs extra['database_password_ref'], a Connect "
                          "config-provider reference such as ${file:/path/secrets.properties:postgres.password}")
+    extra = hook.get_connection(kafka_connect_conn_id).extra_dejson
     pg = hooks.postgres_connection(postgres_conn_id)
-    config = render(pg.host, int(pg.port or 5432), pg.login, password_ref)
+    config = render(pg.host, int(pg.port or 5432), extra.get("database_user") or names.PG_CDC_ROLE, password_ref)
     report = provisioning.register_connector(hook.get_conn(), config, timeout=timeout)
     log.info("connector: %s", report)
     return report
