@@ -122,3 +122,20 @@ def insert_content_with_events(pg, contents: int, events: int, device: str) -> t
         ids = [row[0] for row in cur.fetchall()]
     pg.commit()
     return last, ids
+
+
+LOOSE_WATCHDOG = {"max_parked": 10**9, "max_dlq_depth": 10**9, "max_new_quarantined": 10**9}
+
+
+def watchdog_report(airflow, stack_env, conf: dict | None = None) -> dict:
+    """Run cdc_watchdog once; its report (metrics, breaches). A run with breaches fails after
+    posting them as an alert, so the report is then read from that alert."""
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc).isoformat()
+    run = runbook.run_dag(airflow, "cdc_watchdog", conf=LOOSE_WATCHDOG if conf is None else conf)
+    if run["state"] == "success":
+        return xcom(airflow, run, "check_pipeline")
+    alerts = [a for a in runbook.alerts_since(stack_env, since, source="watchdog") if a["details"].get("metrics")]
+    assert alerts, f"watchdog run {run['state']} without an alert"
+    return alerts[-1]["details"]

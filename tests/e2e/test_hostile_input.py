@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cdc_platform import names, runbook, semantics, verify
-from tests.e2e.checks import assert_rest_holds_each_change_once, assert_sinks_match_postgres, content_ids
+from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, content_ids,
+                              watchdog_report)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -98,51 +99,61 @@ def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exact
     assert sorted((r.id, r.engagement_pct) for r in rows) == [(rid, None) for rid in sorted(odd_rows)]
 
 
-LOOSE = {"max_parked": 10**9, "max_dlq_depth": 10**9, "max_new_quarantined": 10**9}
+def schema_drift_seen(airflow, stack_env) -> dict:
+    return watchdog_report(airflow, stack_env)["metrics"]["schema_drift"]
 
 
-def schema_drift_seen(airflow) -> dict:
-    run = runbook.run_dag(airflow, "cdc_watchdog", conf=LOOSE)
-    assert run["state"] == "success"
-    return airflow.xcom("cdc_watchdog", run["dag_run_id"], "check_pipeline")["metrics"]["schema_drift"]
+def restore_events_table(pg) -> None:
+    """Undo this module's schema changes whatever the test got to."""
+    pg.rollback()
+    with pg.cursor() as cur:
+        cur.execute(f"ALTER TABLE {names.PG_EVENTS_TABLE} DROP COLUMN IF EXISTS referrer")
+        cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'kind'",
+                    (names.PG_EVENTS_TABLE,))
+        if cur.fetchone():
+            cur.execute(f"ALTER TABLE {names.PG_EVENTS_TABLE} RENAME COLUMN kind TO event_type")
+    pg.commit()
 
 
 def test_columns_added_and_dropped_while_streaming_are_reported_and_nothing_is_lost(
         stream, stack_env, pg, cassandra, api):
-    known = content_ids(pg)
-    table = names.PG_EVENTS_TABLE
-    quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
-    changes: dict[int, int] = {}
-    with pg.cursor() as cur:
-        cur.execute(f"ALTER TABLE {table} ADD COLUMN referrer TEXT")
-        for _ in range(20):
-            rid = insert_event(cur, known[0])
-            cur.execute(f"UPDATE {table} SET referrer = 'newsletter ✉' WHERE id = %s", (rid,))
-            changes[rid] = 2
-    pg.commit()
-    assert schema_drift_seen(stream) == {table: {"added": ["referrer"], "dropped": [], "retyped": []}}
-    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    try:
+        known = content_ids(pg)
+        table = names.PG_EVENTS_TABLE
+        quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
+        changes: dict[int, int] = {}
+        with pg.cursor() as cur:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN referrer TEXT")
+            for _ in range(20):
+                rid = insert_event(cur, known[0])
+                cur.execute(f"UPDATE {table} SET referrer = 'newsletter ✉' WHERE id = %s", (rid,))
+                changes[rid] = 2
+        pg.commit()
+        assert schema_drift_seen(stream, stack_env) == {table: {"added": ["referrer"], "dropped": [], "retyped": []}}
+        assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
 
-    # A required column gone (renamed away): its changes are quarantined, and the drift says why.
-    with pg.cursor() as cur:
-        cur.execute(f"ALTER TABLE {table} DROP COLUMN referrer")
-        cur.execute(f"ALTER TABLE {table} RENAME COLUMN event_type TO kind")
-        cur.execute(f"INSERT INTO {table} (content_id, user_id, kind, event_ts, duration_ms, device) "
-                    "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', 1000, 'tv' "
-                    "FROM generate_series(1, 10) RETURNING id", (known[0],))
-        orphans = [r[0] for r in cur.fetchall()]
-    pg.commit()
-    assert schema_drift_seen(stream) == {table: {"added": ["kind"], "dropped": ["event_type"], "retyped": []}}
-    runbook.wait_caught_up(stack_env, timeout=300)
-    quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
-    assert quarantined == Counter({semantics.MISSING_REQUIRED_FIELD: len(orphans)})
+        # A required column gone (renamed away): its changes are quarantined, and the drift says why.
+        with pg.cursor() as cur:
+            cur.execute(f"ALTER TABLE {table} DROP COLUMN referrer")
+            cur.execute(f"ALTER TABLE {table} RENAME COLUMN event_type TO kind")
+            cur.execute(f"INSERT INTO {table} (content_id, user_id, kind, event_ts, duration_ms, device) "
+                        "SELECT %s, gen_random_uuid(), 'play', now() AT TIME ZONE 'utc', 1000, 'tv' "
+                        "FROM generate_series(1, 10) RETURNING id", (known[0],))
+            orphans = [r[0] for r in cur.fetchall()]
+        pg.commit()
+        assert schema_drift_seen(stream, stack_env) == {table: {"added": ["kind"], "dropped": ["event_type"], "retyped": []}}
+        runbook.wait_caught_up(stack_env, timeout=300)
+        quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
+        assert quarantined == Counter({semantics.MISSING_REQUIRED_FIELD: len(orphans)})
 
-    # The fix at the source: the column back, the rows touched; their changes flow.
-    with pg.cursor() as cur:
-        cur.execute(f"ALTER TABLE {table} RENAME COLUMN kind TO event_type")
-        cur.execute(f"UPDATE {table} SET duration_ms = duration_ms + 1 WHERE id = ANY(%s)", (orphans,))
-    pg.commit()
-    changes.update({rid: 1 for rid in orphans})  # the quarantined inserts never reach the REST API
-    assert schema_drift_seen(stream) == {}
-    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
-    assert_rest_holds_each_change_once(api, changes)
+        # The fix at the source: the column back, the rows touched; their changes flow.
+        with pg.cursor() as cur:
+            cur.execute(f"ALTER TABLE {table} RENAME COLUMN kind TO event_type")
+            cur.execute(f"UPDATE {table} SET duration_ms = duration_ms + 1 WHERE id = ANY(%s)", (orphans,))
+        pg.commit()
+        changes.update({rid: 1 for rid in orphans})  # the quarantined inserts never reach the REST API
+        assert schema_drift_seen(stream, stack_env) == {}
+        assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+        assert_rest_holds_each_change_once(api, changes)
+    finally:
+        restore_events_table(pg)

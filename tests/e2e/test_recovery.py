@@ -12,8 +12,8 @@ import redis
 
 from cdc_platform import names, runbook
 from cdc_platform.delivery import dlq
-from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, write_workload,
-                              xcom)
+from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, watchdog_report,
+                              write_workload, xcom)
 from tests.polling import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,10 +24,19 @@ def test_parked_deliveries_are_replayed_from_the_airflow_ui_once_the_api_is_back
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
     # The scheduled rounds stay out of the way while this test parks its entries itself.
     stream.set_paused("cdc_dlq_reprocess", True)
+    try:
+        replay_parked_entries(stream, stack_env, pg, cassandra, api, bootstrap)
+    finally:
+        stream.set_paused("cdc_dlq_reprocess", False)
+
+
+def replay_parked_entries(stream, stack_env, pg, cassandra, api, bootstrap):
+    depth_before = dlq.dlq_depth(bootstrap)
     api.set_faults(status=503)
     try:
         changes = write_workload(pg, 30, seed=31)
-        runbook.wait_caught_up(stack_env, timeout=300)
+        poll_until(lambda: dlq.dlq_depth(bootstrap) >= depth_before + sum(changes.values()), timeout=180,
+                   what="the failed deliveries in the DLQ")
         report = dlq.reprocess(bootstrap, api.url, stack_env["API_TOKEN"], max_attempts=1, base_backoff_s=0)
     finally:
         api.clear_faults()
@@ -62,9 +71,7 @@ def test_redis_losing_its_data_under_traffic_is_alerted_and_repaired_by_the_firs
     writer_conn.close()
     since = datetime.now(timezone.utc)
 
-    watchdog = runbook.run_dag(stream, "cdc_watchdog", conf={"max_parked": 10**9, "max_dlq_depth": 10**9,
-                                                             "max_new_quarantined": 10**9})
-    report = xcom(stream, watchdog, "check_pipeline")
+    report = watchdog_report(stream, stack_env)
     assert report["metrics"]["redis_state_lost"] is True
     assert "redis_state_lost" in {b["check"] for b in report["breaches"]}
 
