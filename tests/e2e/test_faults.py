@@ -1,0 +1,147 @@
+"""The fault matrix on the live stack: each fault is injected while sample traffic is written,
+the platform recovers by itself, and then every sink is checked exactly against PostgreSQL."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from cdc_platform import names
+from cdc_platform.kafka_connect import KafkaConnectClient
+from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, bring_back,
+                              write_workload)
+from tests.polling import poll_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def under_traffic(stack_env, fault, rows: int, seed: int) -> dict[int, int]:
+    """Write a workload on its own connection, and inject ``fault`` a second into it."""
+    written: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        conn = psycopg2.connect(stack_env["PG_DSN"])
+        try:
+            written.update(write_workload(conn, rows, seed))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(1)
+    fault()
+    writer.join()
+    if errors:
+        raise errors[0]
+    return written
+
+
+def kill_9(supervisor, service: str) -> int:
+    """SIGKILL the service's process; supervisord starts it again, as it would after a crash."""
+    pid = supervisor.info(service)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def wait_connector_running(stack_env, timeout: float = 180) -> None:
+    connect = KafkaConnectClient(stack_env["CONNECT_URL"])
+    poll_until(lambda: _running(connect), timeout=timeout, what="the connector and its task RUNNING")
+
+
+def _running(connect) -> bool:
+    try:
+        return connect.status(names.CONNECTOR_NAME).running
+    except Exception:  # noqa: BLE001 - Connect is restarting
+        return False
+
+
+def assert_exact(stack_env, stream, pg, cassandra, api, changes) -> None:
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    assert_rest_holds_each_change_once(api, changes)
+
+
+def restart(supervisor, service: str):
+    """A fault: stop ``service`` as its stop signal does, then start it and wait until it is ready."""
+    def fault() -> None:
+        supervisor.stop_process(service)
+        bring_back(service)
+    return fault
+
+
+@pytest.mark.parametrize("service, seed", [("connect", 41), ("kafka", 43)])
+def test_kafka_connect_or_the_broker_restarted_under_traffic_loses_and_duplicates_nothing(
+        stream, stack_env, pg, cassandra, api, supervisor, service, seed):
+    changes = under_traffic(stack_env, restart(supervisor, service), 800, seed=seed)
+    wait_connector_running(stack_env)
+    assert_exact(stack_env, stream, pg, cassandra, api, changes)
+
+
+def test_kafka_connect_killed_9_under_traffic_loses_and_duplicates_nothing(
+        stream, stack_env, pg, cassandra, api, supervisor):
+    killed: list[int] = []
+    changes = under_traffic(stack_env, lambda: killed.append(kill_9(supervisor, "connect")), 800, seed=42)
+    poll_until(lambda: supervisor.alive("connect") and supervisor.info("connect")["pid"] != killed[0],
+               timeout=60, what="supervisord restarting Kafka Connect")
+    wait_connector_running(stack_env)
+    assert_exact(stack_env, stream, pg, cassandra, api, changes)
+
+
+# Known gap, kept out of `make test` (run it with `make test-known-gaps`): Debezium resumes at
+# once, but the Airflow scheduler, whose metadata database this is too, hits OperationalError in
+# its loop and then waits for its running tasks before exiting, and the continuous cdc_stream
+# task never ends, so no DAG runs until the scheduler is restarted (observed: cdc_reconcile
+# triggered by this test never ran).
+@pytest.mark.known_gap
+def test_postgres_restarted_with_a_fast_shutdown_loses_and_duplicates_nothing(
+        stream, stack_env, pg, cassandra, api, supervisor):
+    conn = psycopg2.connect(stack_env["PG_DSN"])
+    before = write_workload(conn, 300, seed=44)
+    conn.close()
+    supervisor.stop_process("postgres")  # stopsignal INT: PostgreSQL's fast shutdown
+    bring_back("postgres")
+    conn = psycopg2.connect(stack_env["PG_DSN"])
+    after = write_workload(conn, 300, seed=45)
+    conn.close()
+    # The watchdog restarts a connector task that failed while its database was away.
+    wait_connector_running(stack_env, timeout=300)
+    poll_until(lambda: _answers(pg), timeout=30, what="the tests' own PostgreSQL connection")
+    assert_exact(stack_env, stream, pg, cassandra, api, {**before, **after})
+
+
+def _answers(pg) -> bool:
+    try:
+        with pg.cursor() as cur:
+            cur.execute("SELECT 1")
+        pg.rollback()
+        return True
+    except psycopg2.Error:
+        return False
+
+
+def test_the_rest_service_stopped_under_traffic_fills_the_dlq_and_reprocess_delivers_once(
+        stream, stack_env, pg, cassandra, api, supervisor):
+    from cdc_platform import runbook, verify
+    from cdc_platform.delivery import dlq
+
+    bootstrap = stack_env["KAFKA_BOOTSTRAP"]
+    depth_before = dlq.dlq_depth(bootstrap)
+    changes = under_traffic(stack_env, lambda: supervisor.stop_process("restapi"), 300, seed=46)
+    try:
+        # Cassandra (and Redis) keep up while every post is refused.
+        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        assert comparison.equal, comparison.summary()
+        runbook.wait_caught_up(stack_env, timeout=300)
+        assert dlq.dlq_depth(bootstrap) > depth_before, "no delivery failed while the service was stopped"
+    finally:
+        bring_back("restapi")
+    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    assert run["state"] == "success"
+    poll_until(lambda: dlq.dlq_depth(bootstrap) == 0, timeout=180, what="the DLQ drained by reprocessing")
+    assert_exact(stack_env, stream, pg, cassandra, api, changes)
