@@ -57,6 +57,9 @@ def _chown(path: Path, user: str | None) -> None:
     if user is None:
         return
     pw = pwd.getpwnam(user)
+    if not path.is_dir():
+        os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+        return
     for root, dirs, files in os.walk(path):
         os.chown(root, pw.pw_uid, pw.pw_gid)
         for name in files:
