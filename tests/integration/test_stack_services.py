@@ -13,6 +13,7 @@ import requests
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cdc_platform import names
 from cdc_platform.kafka_connect import KafkaConnectClient
 from cdc_platform.smoke import run_checks
 from cdc_platform.stack.services.connect import secrets_properties_path
@@ -83,8 +84,13 @@ def probe_table(pg_conn):
     with pg_conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, label text, amount int)")
         cur.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+        # As provisioning does for the platform's tables: the owner publishes them and lets
+        # Debezium's own role read them.
+        cur.execute(f"CREATE PUBLICATION probe_pub_{suffix} FOR TABLE {table}")
+        cur.execute(f'GRANT SELECT ON {table} TO "{names.PG_CDC_ROLE}"')
     yield table, suffix
     with pg_conn.cursor() as cur:
+        cur.execute(f"DROP PUBLICATION IF EXISTS probe_pub_{suffix}")
         cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -98,14 +104,14 @@ def test_debezium_captures_insert_update_delete(stack_env, stack_config, pg_conn
         "plugin.name": "pgoutput",
         "database.hostname": stack_env["PG_HOST"],
         "database.port": stack_env["PG_PORT"],
-        "database.user": stack_env["PG_USER"],
+        "database.user": names.PG_CDC_ROLE,
         # Through the worker's config provider: the secret never enters Connect's config topic.
         "database.password": f"${{file:{secrets_properties_path(stack_config)}:postgres.password}}",
         "database.dbname": stack_env["PG_DATABASE"],
         "topic.prefix": prefix,
         "slot.name": slot,
         "publication.name": publication,
-        "publication.autocreate.mode": "filtered",
+        "publication.autocreate.mode": "disabled",
         "table.include.list": f"public.{table}",
         "snapshot.mode": "no_data",
         "topic.creation.default.replication.factor": "1",

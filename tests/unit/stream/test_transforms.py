@@ -366,6 +366,8 @@ def mixed_batch():
         (key(12), m.delete(m.event_row(12, content_id=OTHER_CONTENT), 10)),
         (None, None),
         (key(13), m.insert(m.event_row(13, user_id="nope"), 11)),
+        (key(14), m.insert({**m.event_row(14), "event_ts": MINUS_INFINITY_MICROS}, 12)),
+        (key(15), m.insert(m.event_row(15, device=semantics.UNAVAILABLE_VALUE_PLACEHOLDER), 13)),
     ]
 
 
@@ -395,7 +397,7 @@ def test_every_record_lands_in_exactly_one_place(spark):
     assert sum(map(len, places)) == source.count()
     assert sorted(r.reason for r in quarantined) == sorted([
         Q.UNPARSEABLE_JSON, Q.SCHEMA_MISMATCH, Q.MISSING_POSITION, Q.UNKNOWN_OP, Q.MISSING_REQUIRED_FIELD,
-        Q.NEGATIVE_DURATION, Q.FUTURE_EVENT_TS, Q.MALFORMED_FIELD,
+        Q.NEGATIVE_DURATION, Q.FUTURE_EVENT_TS, Q.MALFORMED_FIELD, Q.OUT_OF_RANGE_TIMESTAMP, Q.UNAVAILABLE_VALUE,
     ])
     # unknown_content is only ever reached after a wait: see the released-event tests.
     assert set(Q.REASONS) - {Q.UNKNOWN_CONTENT} == {r.reason for r in quarantined}
