@@ -323,8 +323,9 @@ def repair(client: redis.Redis, expected: AggregateSnapshot, *, if_watermark: Wa
     A conflict leaves the fences written; they never set a row back, so the next diff sees
     what is left. `attempts` bounds the retries when the watermark only moves during the EXEC.
     """
-    guard = if_watermark or read_watermark(client)
-    if read_watermark(client).state_version() != guard.state_version():
+    current = read_watermark(client)
+    guard = if_watermark or current
+    if current.state_version() != guard.state_version():
         raise RepairConflict(f"Redis moved from watermark {guard}; recompute the expected state and retry")
     _, _, row_keys = _scan_keys(client)
     reader = client.pipeline(transaction=False)
