@@ -76,6 +76,47 @@ def start_stream(client: AirflowClient, env, timeout: float = 240, log: Callable
         time.sleep(2)
 
 
+def stop_stream(client: AirflowClient, env, timeout: float = 300) -> None:
+    """Stop the stream as a user does in the UI: pause cdc_stream, mark its running task failed,
+    then wait until the driver has finished its micro-batches and exited."""
+    client.set_paused("cdc_stream", True)
+    for run in client.runs("cdc_stream", limit=5):
+        if run["state"] not in ("running", "queued"):
+            continue
+        for ti in client.task_instances("cdc_stream", run["dag_run_id"]):
+            if ti["state"] in ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule"):
+                client.set_task_state("cdc_stream", run["dag_run_id"], ti["task_id"], "failed")
+    deadline = time.monotonic() + timeout
+    while pids := stream_driver_pids():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stream driver still runs {timeout:.0f}s after its task was marked failed: "
+                               f"{describe_processes(pids)}; last lines of its task log:\n"
+                               + "\n".join(stream_task_log_tail(env)))
+        time.sleep(1)
+
+
+def describe_processes(pids: list[int]) -> str:
+    import psutil
+
+    described = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            described.append(f"{pid} {proc.name()} {proc.status()} parent={proc.ppid()}")
+        except psutil.Error:
+            described.append(f"{pid} gone")
+    return ", ".join(described)
+
+
+def stream_task_log_tail(env, lines: int = 40) -> list[str]:
+    """The last lines of the newest cdc_stream task log (the driver's own output is in it)."""
+    root = Path(env["CDC_STATE_DIR"]) / "logs" / "airflow-tasks" / "dag_id=cdc_stream"
+    logs = sorted(root.glob("run_id=*/task_id=run_stream/attempt=*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return [f"(no task log under {root})"]
+    return logs[-1].read_text(errors="replace").splitlines()[-lines:]
+
+
 def queries_caught_up(env) -> dict[str, bool]:
     """Per stream query: its last committed offsets equal its topics' end offsets."""
     from confluent_kafka import Consumer, TopicPartition

@@ -25,6 +25,9 @@ STREAM_SPARK_CONF = {
     "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
     # The supervisor reads every query's recent progress each second; a short history is enough.
     "spark.sql.streaming.numRecentProgressUpdates": "20",
+    # query.stop() waits for the query's thread this long (the default, 0, waits forever)
+    # and then raises, so a stop request always ends.
+    "spark.sql.streaming.stopTimeout": "30000",
 }
 
 

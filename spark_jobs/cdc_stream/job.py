@@ -43,6 +43,10 @@ SINK_MODULES = {
 # Written records are batched briefly: one produce request per partition instead of one per record.
 CHANGE_PRODUCER_OPTIONS = {"linger.ms": "5", "batch.size": "262144"}
 MAX_RESTART_BACKOFF_S = 60.0
+# After a stop request the driver gets this long beyond its stop timeout to exit on its own
+# (the JVM's shutdown hooks, the sinks' threads); then it exits hard. Nothing is lost by that:
+# an interrupted micro-batch re-runs from its checkpoint on the next start.
+HARD_STOP_GRACE_S = 60.0
 
 WriteBatch = Callable[[DataFrame, int, SinkSettings], Any]
 
@@ -330,8 +334,11 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
     stop = threading.Event()
 
     def request_stop(signum, _frame) -> None:
+        if stop.is_set():
+            return
         log.info("received signal %d: stopping after the running micro-batches", signum)
         stop.set()
+        arm_hard_stop(stop_timeout_s + HARD_STOP_GRACE_S)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
@@ -357,6 +364,41 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
         log.warning("Spark stopped before its queries could finish their micro-batches (%s); an interrupted "
                     "batch re-runs from its checkpoint on the next start", type(exc).__name__)
     return 0
+
+
+def arm_hard_stop(after_s: float, exit_code: int = 3) -> threading.Thread:
+    """Bound a stop: a driver still alive ``after_s`` from now exits hard, taking its
+    spark-submit JVM with it, whatever it waits for (a JVM shutdown hook, a sink's thread
+    that interpreter shutdown would join, a query whose stop() never returns)."""
+    def expire() -> None:
+        time.sleep(after_s)
+        log.error("the stream did not stop within %.0fs of the stop request; exiting hard "
+                  "(interrupted micro-batches re-run from their checkpoints on the next start)", after_s)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        parent = spark_submit_parent()
+        if parent is not None:
+            try:
+                os.kill(parent, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(exit_code)
+
+    timer = threading.Thread(target=expire, name="cdc-hard-stop", daemon=True)
+    timer.start()
+    return timer
+
+
+def spark_submit_parent() -> int | None:
+    """The spark-submit JVM that launched this driver (client mode), if it did."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return None
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return parent if b"org.apache.spark.deploy.SparkSubmit" in cmdline else None
 
 
 def build_session(app_name: str, master: str | None) -> SparkSession:

@@ -55,12 +55,18 @@ def api(stack_env):
 
 
 @pytest.fixture(scope="session")
-def stream(airflow, stack_env):
-    """Provisioned and streaming (the first test asserts provisioning itself)."""
+def provisioned(airflow, stack_env):
     run = runbook.run_dag(airflow, "cdc_provision")
     assert run["state"] == "success", run["task_instances"]
-    runbook.start_stream(airflow, stack_env)
     return airflow
+
+
+@pytest.fixture
+def stream(provisioned, stack_env):
+    """Provisioned and streaming: each test starts with the stream running, even when the test
+    before it stopped the stream and failed before it could start it again."""
+    runbook.start_stream(provisioned, stack_env, timeout=300)
+    return provisioned
 
 
 @pytest.fixture(scope="session")

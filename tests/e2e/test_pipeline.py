@@ -149,16 +149,11 @@ def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
         stream, stack_env, pg, cassandra, api):
     """The stream paused; 2,000 new content rows and 30,000 events for the last of them in one
     transaction; the stream resumed reads events before their content. None may be lost."""
-    runs = stream.runs("cdc_stream", limit=1)
-    stream.set_paused("cdc_stream", True)
-    stream.set_task_state("cdc_stream", runs[0]["dag_run_id"], "run_stream", "failed")
-    # The driver finishes its running micro-batches first (up to 120 s), then the operator's kill.
-    deadline = time.monotonic() + 300
-    while runbook.stream_driver_pids():
-        assert time.monotonic() < deadline, "the stream did not stop"
-        time.sleep(1)
-    last, ids = insert_content_with_events(pg, 2000, 30_000, "tv")
-    runbook.start_stream(stream, stack_env, timeout=300)
+    try:
+        runbook.stop_stream(stream, stack_env, timeout=300)
+        last, ids = insert_content_with_events(pg, 2000, 30_000, "tv")
+    finally:
+        runbook.start_stream(stream, stack_env, timeout=300)
 
     runbook.wait_caught_up(stack_env, timeout=600)
     comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
@@ -333,17 +328,12 @@ def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
 
 
 def test_marking_the_stream_task_failed_stops_the_job_gracefully(stream, stack_env):
-    runs = stream.runs("cdc_stream", limit=1)
-    run_id = runs[0]["dag_run_id"]
-    pids = runbook.stream_driver_pids()
-    assert pids
-    stream.set_paused("cdc_stream", True)
-    stream.set_task_state("cdc_stream", run_id, "run_stream", "failed")
-    import psutil
-
-    deadline = time.monotonic() + 120
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
-        assert time.monotonic() < deadline, "stream driver still running 120s after the task was marked failed"
-        time.sleep(1)
-    # Unpaused again, the continuous DAG brings the stream back from its checkpoints.
-    runbook.start_stream(stream, stack_env, timeout=300)
+    assert runbook.stream_driver_pids()
+    try:
+        runbook.stop_stream(stream, stack_env, timeout=120)
+        task_log = "\n".join(runbook.stream_task_log_tail(stack_env, lines=400))
+        assert "stopping after the running micro-batches" in task_log
+        assert "exiting hard" not in task_log
+    finally:
+        # Unpaused again, the continuous DAG brings the stream back from its checkpoints.
+        runbook.start_stream(stream, stack_env, timeout=300)

@@ -62,8 +62,7 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
         from cdc_stream.config import STREAM_SPARK_CONF
 
         kwargs.setdefault("conf", {**STREAM_SPARK_CONF, "spark.ui.showConsoleProgress": "false",
-                                   "spark.log.level": "WARN",
-                                   "spark.sql.streaming.stopGracefullyOnShutdown": "true"})
+                                   "spark.log.level": "WARN"})
         kwargs.setdefault("driver_memory", "1g")
         super().__init__(application=str(APPLICATION), conn_id=spark_conn_id, **kwargs)
         self.checkpoint_root = checkpoint_root
@@ -99,6 +98,15 @@ def build_py_files() -> str:
     return str(build(out_dir))
 
 
+def is_stream_driver(proc) -> bool:
+    import psutil
+
+    try:
+        return "python" in proc.name().lower() and any(APPLICATION.name in arg for arg in proc.cmdline())
+    except psutil.Error:
+        return False
+
+
 def stop_gracefully(pid: int, timeout: float, log) -> bool:
     """SIGTERM the Python driver under spark-submit (it stops its queries between batches),
     then wait for spark-submit to exit. Returns True when it exited in time."""
@@ -106,7 +114,9 @@ def stop_gracefully(pid: int, timeout: float, log) -> bool:
 
     try:
         root = psutil.Process(pid)
-        drivers = [p for p in root.children(recursive=True) if "python" in p.name().lower()]
+        # The Python driver only: the PySpark workers under it run tasks, and a worker killed
+        # mid-task fails the batch that the driver is letting finish.
+        drivers = [p for p in root.children(recursive=True) if is_stream_driver(p)]
     except psutil.NoSuchProcess:
         return True
     for proc in drivers or [root]:

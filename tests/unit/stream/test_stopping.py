@@ -1,0 +1,64 @@
+"""Stopping the stream is bounded: the driver's hard stop, and which processes the operator signals."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from cdc_platform.operators.stream import APPLICATION, is_stream_driver
+from cdc_stream import job
+
+REPO = Path(__file__).resolve().parents[3]
+
+# A driver whose stop never ends: a non-daemon thread that interpreter shutdown would join forever.
+STUCK_DRIVER = textwrap.dedent("""
+    import sys, threading, time
+    sys.path[:0] = {paths!r}
+    from cdc_stream import job
+    threading.Thread(target=lambda: time.sleep(3600)).start()
+    job.arm_hard_stop({after_s})
+    sys.exit(0)
+""")
+
+
+def run_stuck_driver(after_s: float) -> tuple[int, float, str]:
+    code = STUCK_DRIVER.format(paths=[str(REPO / "include"), str(REPO / "spark_jobs")], after_s=after_s)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return done.returncode, time.monotonic() - started, done.stderr
+
+
+def test_a_driver_that_cannot_stop_exits_hard_once_its_deadline_passes():
+    returncode, elapsed, _ = run_stuck_driver(after_s=1.0)
+    assert returncode == 3
+    assert 1.0 <= elapsed < 30
+
+
+def test_the_hard_stop_waits_for_its_deadline():
+    returncode, elapsed, _ = run_stuck_driver(after_s=4.0)
+    assert returncode == 3
+    assert elapsed >= 4.0
+
+
+def test_outside_spark_submit_the_hard_stop_kills_no_parent(monkeypatch):
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert job.spark_submit_parent() is None
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "1")
+    # This test's parent is pytest's shell or runner, not a SparkSubmit JVM.
+    assert job.spark_submit_parent() is None
+
+
+def test_only_the_python_driver_is_told_to_stop_not_the_workers():
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(APPLICATION)])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "pyspark.daemon"])
+    try:
+        assert is_stream_driver(psutil.Process(driver.pid))
+        assert not is_stream_driver(psutil.Process(worker.pid))
+    finally:
+        for proc in (driver, worker):
+            proc.kill()
+            proc.wait()
