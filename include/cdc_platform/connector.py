@@ -29,6 +29,9 @@ def render(pg_host: str, pg_port: int, pg_user: str, password_ref: str,
         "PUBLICATION": names.PUBLICATION,
         "PG_HEARTBEAT_TABLE": names.PG_HEARTBEAT_TABLE,
         "UNAVAILABLE_VALUE_PLACEHOLDER": semantics.UNAVAILABLE_VALUE_PLACEHOLDER,
+        "OVERSIZED_VALUE_PLACEHOLDER": semantics.OVERSIZED_VALUE_PLACEHOLDER,
+        "MAX_CAPTURED_VALUE_BYTES": str(semantics.MAX_CAPTURED_VALUE_BYTES),
+        "MAX_MESSAGE_BYTES": str(semantics.MAX_MESSAGE_BYTES),
         "TABLE_INCLUDE_LIST": ",".join(
             f"public.{t}" for t in (names.PG_CONTENT_TABLE, names.PG_EVENTS_TABLE, names.PG_HEARTBEAT_TABLE)
         ),

@@ -114,7 +114,8 @@ def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeou
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config) for t in missing]
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
+                  config={"max.message.bytes": str(semantics.MAX_MESSAGE_BYTES), **t.config}) for t in missing]
     )
     created = []
     for name, future in futures.items():

@@ -40,6 +40,17 @@ MAX_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
 # What Debezium sends for a TOASTed column it could not read (replica identity not FULL);
 # the connector config sets it from here, and such a change is quarantined, never applied.
 UNAVAILABLE_VALUE_PLACEHOLDER = "__debezium_unavailable_value"
+# The largest Kafka message anywhere in the pipeline: broker, topics, Connect's producer, the
+# stream's Kafka writes and the DLQ writer all take it. Cassandra takes mutations up to 16 MiB
+# (half its 32 MiB commit-log segment), so a change that fits here fits there.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A captured change whose text would serialize to more than this (before- and after-image
+# together) has its largest values replaced by OVERSIZED_VALUE_PLACEHOLDER in Kafka Connect
+# (the OversizedValueGuard transform), before-image first; a change whose after-image holds
+# the placeholder is quarantined as oversized_value. Half of MAX_MESSAGE_BYTES leaves room for
+# the envelope and for the stream's own records, which carry the value again.
+MAX_CAPTURED_VALUE_BYTES = MAX_MESSAGE_BYTES // 2
+OVERSIZED_VALUE_PLACEHOLDER = "__cdc_oversized_value"
 
 
 # Quarantine reasons: stable strings that dashboards, alerts and tools match on.
@@ -54,10 +65,11 @@ FUTURE_EVENT_TS = "future_event_ts"
 UNKNOWN_CONTENT = "unknown_content"
 OUT_OF_RANGE_TIMESTAMP = "out_of_range_timestamp"   # BC, +/-infinity: outside MIN/MAX_TIMESTAMP
 UNAVAILABLE_VALUE = "unavailable_value"            # a column holding UNAVAILABLE_VALUE_PLACEHOLDER
+OVERSIZED_VALUE = "oversized_value"                # a column holding OVERSIZED_VALUE_PLACEHOLDER
 QUARANTINE_REASONS = (
     UNPARSEABLE_JSON, SCHEMA_MISMATCH, MISSING_POSITION, UNKNOWN_OP, MISSING_REQUIRED_FIELD,
     MALFORMED_FIELD, NEGATIVE_DURATION, FUTURE_EVENT_TS, UNKNOWN_CONTENT, OUT_OF_RANGE_TIMESTAMP,
-    UNAVAILABLE_VALUE,
+    UNAVAILABLE_VALUE, OVERSIZED_VALUE,
 )
 
 

@@ -18,7 +18,9 @@ EVENT_COLUMNS = ("id", "content_id", "user_id", "event_type", "event_ts", "durat
 def source_rejection(row: dict, now: datetime) -> str | None:
     """Why the stream quarantines this source row, by the rules in semantics (None: it is valid).
 
-    Mirrors the stream's validation for rows as PostgreSQL stores them.
+    Mirrors the stream's validation for rows as PostgreSQL stores them. ``text_bytes`` (the UTF-8
+    size of the row's text) stands for the JSON size the OversizedValueGuard measures, which
+    escaping makes slightly larger: rows within a few percent of the limit may be judged apart.
     """
     if row.get("content_id") is None or row.get("user_id") is None:
         return semantics.MISSING_REQUIRED_FIELD
@@ -34,6 +36,8 @@ def source_rejection(row: dict, now: datetime) -> str | None:
         return semantics.FUTURE_EVENT_TS
     if row.get("length_known") is False:
         return semantics.UNKNOWN_CONTENT
+    if (row.get("text_bytes") or 0) > semantics.MAX_CAPTURED_VALUE_BYTES:
+        return semantics.OVERSIZED_VALUE
     return None
 
 
@@ -47,15 +51,18 @@ def expected_rows_from_postgres(pg_conn, now: datetime | None = None) -> dict[in
             f"SELECT e.id, e.content_id::text, e.user_id::text, e.event_type, "
             f"CASE WHEN e.event_ts BETWEEN %s AND %s THEN e.event_ts END, "
             f"NOT (e.event_ts BETWEEN %s AND %s), e.duration_ms, e.device, "
-            f"c.length_seconds, c.id IS NOT NULL FROM {names.PG_EVENTS_TABLE} e "
+            f"c.length_seconds, c.id IS NOT NULL, "
+            f"coalesce(octet_length(e.event_type), 0) + coalesce(octet_length(e.device), 0) "
+            f"+ coalesce(octet_length(e.raw_payload::text), 0) FROM {names.PG_EVENTS_TABLE} e "
             f"LEFT JOIN {names.PG_CONTENT_TABLE} c ON c.id = e.content_id", bounds + bounds)
         rows = cur.fetchall()
     pg_conn.rollback()
     expected = {}
-    for rid, content_id, user_id, event_type, event_ts, out_of_range, duration, device, length, known in rows:
+    for rid, content_id, user_id, event_type, event_ts, out_of_range, duration, device, length, known, text_bytes \
+            in rows:
         row = {"id": rid, "content_id": content_id, "user_id": user_id, "event_type": event_type,
                "event_ts": event_ts, "event_ts_out_of_range": bool(out_of_range), "duration_ms": duration,
-               "device": device, "length_known": known}
+               "device": device, "length_known": known, "text_bytes": text_bytes}
         if source_rejection(row, now) is None:
             row["device"] = semantics.normalize_device(device)
             row["event_type"] = semantics.normalize_event_type(event_type)

@@ -61,9 +61,10 @@ fi
 
 # --- JVM artifacts ---
 poms=("$ROOT"/include/stack/jars/pom.xml "$ROOT"/include/stack/jars/*/pom.xml)
-jvm_stamp=$(stamp_of "${poms[@]}")
+mapfile -t java_sources < <(find "$ROOT/include/stack/jars" -name '*.java' | sort)
+jvm_stamp=$(stamp_of "${poms[@]}" "${java_sources[@]}")
 if ! fresh jars "$jvm_stamp"; then
-  t=$(date +%s); step "Maven: Kafka, Kafka Connect, Debezium, Cassandra and Spark's Kafka connector"
+  t=$(date +%s); step "Maven: Kafka, Kafka Connect, Debezium, Cassandra, Spark's Kafka connector and our Connect transforms"
   rm -rf "$STATE_DIR/jars"
   # Maven 3.8 prints colour codes even in batch mode; strip them from the output.
   mvn -B -q -Dstyle.color=never -f "$ROOT/include/stack/jars/pom.xml" -Dstack.dir="$STATE_DIR" package 2>&1 \

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
-from cdc_platform import names
+from cdc_platform import names, semantics
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkSettings, env_default
 from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
@@ -41,7 +41,8 @@ SINK_MODULES = {
     "rest": "cdc_stream.rest_sink",
 }
 # Written records are batched briefly: one produce request per partition instead of one per record.
-CHANGE_PRODUCER_OPTIONS = {"linger.ms": "5", "batch.size": "262144"}
+CHANGE_PRODUCER_OPTIONS = {"linger.ms": "5", "batch.size": "262144",
+                           "max.request.size": str(semantics.MAX_MESSAGE_BYTES)}
 MAX_RESTART_BACKOFF_S = 60.0
 # After a stop request the driver gets this long beyond its stop timeout to exit on its own
 # (the JVM's shutdown hooks, the sinks' threads); then it exits hard. Nothing is lost by that:

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # As large as the service takes: one request and one fsync there per BATCH_SIZE changes.
 BATCH_SIZE = MAX_BATCH_ITEMS
+# ... and no larger than one Kafka message in bytes, so a few multi-megabyte rows make a request
+# of their own rather than one of gigabytes.
+BATCH_BYTES = semantics.MAX_MESSAGE_BYTES
 HTTP_TIMEOUT_S = 5.0
 # A few quick retries only: the DLQ reprocess job retries later with a far longer backoff.
 SINK_POLICY = RetryPolicy(max_attempts=3, base_backoff_s=0.5, max_backoff_s=4.0)
@@ -137,6 +140,7 @@ def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootst
     session, writer, breaker = _session(api_url), _writer(bootstrap), CircuitBreaker()
     counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
     chunk: list[DeliveryItem] = []
+    chunk_bytes = 0
 
     def send(items: list[DeliveryItem]) -> None:
         result = deliver(session, api_url, api_token, items, batch_size=BATCH_SIZE, timeout=HTTP_TIMEOUT_S,
@@ -167,9 +171,10 @@ def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootst
             writer.send(parked_topic, _parked_entry(record, f"cannot be built into an event: {exc!r}"))
             counts["parked"] += 1
             continue
-        if len(chunk) >= BATCH_SIZE:
+        chunk_bytes += len(value or b"")
+        if len(chunk) >= BATCH_SIZE or chunk_bytes >= BATCH_BYTES:
             send(chunk)
-            chunk = []
+            chunk, chunk_bytes = [], 0
     if chunk:
         send(chunk)
     writer.flush()

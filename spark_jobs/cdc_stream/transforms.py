@@ -101,10 +101,15 @@ def timestamp_in_range(ts: Column) -> Column:
     return F.unix_micros(ts).between(F.lit(semantics.MIN_TIMESTAMP_MICROS), F.lit(semantics.MAX_TIMESTAMP_MICROS))
 
 
-def holds_unavailable_value(*cols: Column) -> Column:
-    """Any of ``cols`` is Debezium's placeholder for a TOASTed value it could not read."""
-    placeholder = F.lit(semantics.UNAVAILABLE_VALUE_PLACEHOLDER)
-    return functools.reduce(lambda a, b: a | b, (F.coalesce(c == placeholder, F.lit(False)) for c in cols))
+def holds_placeholder(placeholder: str, *cols: Column) -> Column:
+    """Any of ``cols`` holds ``placeholder`` instead of the source's value: Debezium's for a TOASTed
+    value it could not read, or the OversizedValueGuard's for a value too large to carry."""
+    return functools.reduce(lambda a, b: a | b, (F.coalesce(c == F.lit(placeholder), F.lit(False)) for c in cols))
+
+
+def _placeholder_reason(*cols: Column) -> Column:
+    return (F.when(holds_placeholder(semantics.UNAVAILABLE_VALUE_PLACEHOLDER, *cols), F.lit(Q.UNAVAILABLE_VALUE))
+            .when(holds_placeholder(semantics.OVERSIZED_VALUE_PLACEHOLDER, *cols), F.lit(Q.OVERSIZED_VALUE)))
 
 
 def _is_uuid(col: Column) -> Column:
@@ -190,9 +195,7 @@ def parse_content(kafka_df: DataFrame) -> tuple[DataFrame, DataFrame]:
         .when(is_delete, _no_reason())
         .when(~F.coalesce(timestamp_in_range(F.timestamp_micros(F.col("_img.publish_ts"))), F.lit(True)),
               F.lit(Q.OUT_OF_RANGE_TIMESTAMP))
-        .when(holds_unavailable_value(*(F.col(f"_img.{c}") for c in _CONTENT_TEXT_COLUMNS)),
-              F.lit(Q.UNAVAILABLE_VALUE))
-        .otherwise(_no_reason())
+        .otherwise(_placeholder_reason(*(F.col(f"_img.{c}") for c in _CONTENT_TEXT_COLUMNS)))
     )
     kept, rejected = _split(parsed, reason)
     publish_ts = F.timestamp_micros(F.col("_img.publish_ts"))
@@ -234,8 +237,11 @@ def classify_events(kafka_df: DataFrame, content_lookup: DataFrame) -> DataFrame
         F.timestamp_micros(F.col("_img.event_ts")).alias("event_ts"),
         F.col("_img.duration_ms").alias("duration_ms"),
         normalize_device(F.col("_img.device")).alias("device"),
-        F.col("_img.raw_payload").alias("raw_payload"),  # stays the JSON text Debezium sent
-        holds_unavailable_value(*(F.col(f"_img.{c}") for c in _EVENT_TEXT_COLUMNS)).alias("_unavailable"),
+        # Stays the JSON text Debezium sent; a delete's before-image may hold a placeholder instead.
+        F.when(~holds_placeholder(semantics.UNAVAILABLE_VALUE_PLACEHOLDER, F.col("_img.raw_payload"))
+               & ~holds_placeholder(semantics.OVERSIZED_VALUE_PLACEHOLDER, F.col("_img.raw_payload")),
+               F.col("_img.raw_payload")).alias("raw_payload"),
+        _placeholder_reason(*(F.col(f"_img.{c}") for c in _EVENT_TEXT_COLUMNS)).alias("_placeholder_reason"),
     )
     lookup = content_lookup.select(
         F.lower(F.col("id")).alias("_content_id"),
@@ -248,7 +254,7 @@ def classify_events(kafka_df: DataFrame, content_lookup: DataFrame) -> DataFrame
     event_ts = F.when(timestamp_in_range(F.col("event_ts")), F.col("event_ts")).alias("event_ts")
     return joined.select(
         *(event_ts if c == "event_ts" else c for c in joined.columns
-          if c not in ("_parse_reason", "_content_id", "_unavailable")),
+          if c not in ("_parse_reason", "_content_id", "_placeholder_reason")),
         engagement_pct(F.col("duration_ms"), F.col("length_seconds")).alias("engagement_pct"),
         reason.alias(_REASON),
     )
@@ -267,7 +273,7 @@ def _validation_reason() -> Column:
         .when(~_is_uuid(F.col("content_id")) | ~_is_uuid(F.col("user_id")), F.lit(Q.MALFORMED_FIELD))
         .when(F.col("duration_ms") < F.lit(0), F.lit(Q.NEGATIVE_DURATION))
         .when(~timestamp_in_range(F.col("event_ts")), F.lit(Q.OUT_OF_RANGE_TIMESTAMP))
-        .when(F.col("_unavailable"), F.lit(Q.UNAVAILABLE_VALUE))
+        .when(F.col("_placeholder_reason").isNotNull(), F.col("_placeholder_reason"))
         .when(is_too_far_in_future(F.col("event_ts"), F.col("_src_timestamp")), F.lit(Q.FUTURE_EVENT_TS))
     )
 

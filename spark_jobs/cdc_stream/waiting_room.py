@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from cdc_platform import semantics
+
 log = logging.getLogger(__name__)
 
 
@@ -154,5 +156,6 @@ class WaitingRoom:
             from confluent_kafka import Producer
 
             self._producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                                       "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
                                        "linger.ms": 5, "log_level": 0})
         return self._producer

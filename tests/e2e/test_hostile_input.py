@@ -99,6 +99,47 @@ def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exact
     assert sorted((r.id, r.engagement_pct) for r in rows) == [(rid, None) for rid in sorted(odd_rows)]
 
 
+def json_payload_of(size: int) -> str:
+    return json.dumps({"blob": "x" * size})
+
+
+def test_rows_over_a_megabyte_flow_and_a_row_over_the_limit_is_quarantined_while_cdc_goes_on(
+        stream, stack_env, pg, cassandra, api):
+    """Three times Kafka's default message size flows to every sink; a row over the limit no
+    longer fails the connector task again and again: it is quarantined as oversized_value, and
+    the changes after it flow."""
+    runbook.wait_caught_up(stack_env, timeout=300)
+    quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
+    known = content_ids(pg)
+    big_payload = json_payload_of(3 * 1024 * 1024)
+    huge_payload = json_payload_of(semantics.MAX_CAPTURED_VALUE_BYTES + 1024 * 1024)
+    with pg.cursor() as cur:
+        big = insert_event(cur, known[0], raw_payload=big_payload)
+        huge = insert_event(cur, known[0], raw_payload=huge_payload)
+        shrunk = insert_event(cur, known[0], raw_payload=huge_payload)
+    pg.commit()
+    with pg.cursor() as cur:
+        # Before- and after-image together (6 MiB) still fit.
+        cur.execute(f"UPDATE {names.PG_EVENTS_TABLE} SET duration_ms = 1234 WHERE id = %s", (big,))
+        # The huge before-image is given up; the update carries the new, small row.
+        cur.execute(f"UPDATE {names.PG_EVENTS_TABLE} SET raw_payload = %s WHERE id = %s", ('{"small": 1}', shrunk))
+        after = [insert_event(cur, known[1]) for _ in range(20)]
+    pg.commit()
+
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    assert_rest_holds_each_change_once(api, {big: 2, huge: 0, shrunk: 1, **{rid: 1 for rid in after}})
+    quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
+    assert quarantined == Counter({semantics.OVERSIZED_VALUE: 2})
+    stored = cassandra.execute(f"SELECT id, duration_ms, raw_payload FROM {names.CASSANDRA_KEYSPACE}."
+                               f"{names.CASSANDRA_EVENTS_TABLE} WHERE id IN ({big}, {huge}, {shrunk})")
+    by_id = {row.id: row for row in stored}
+    assert set(by_id) == {big, shrunk}
+    assert by_id[big].duration_ms == 1234 and json.loads(by_id[big].raw_payload) == json.loads(big_payload)
+    assert json.loads(by_id[shrunk].raw_payload) == {"small": 1}
+    report = watchdog_report(stream, stack_env)
+    assert (report["metrics"]["connector_state"], report["metrics"]["connector_tasks"]) == ("RUNNING", ["RUNNING"])
+
+
 def schema_drift_seen(airflow, stack_env) -> dict:
     return watchdog_report(airflow, stack_env)["metrics"]["schema_drift"]
 

@@ -23,7 +23,7 @@ import requests
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from cdc_platform import names
+from cdc_platform import names, semantics
 from cdc_platform.delivery.rest_client import (
     DeliveryItem,
     FailedItem,
@@ -214,6 +214,7 @@ class DlqWriter:
     def __init__(self, bootstrap: str, audit_log: Path | None | object = _AUTO, producer: Producer | None = None):
         self._producer = producer or Producer({
             "bootstrap.servers": bootstrap,
+            "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 20,

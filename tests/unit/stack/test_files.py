@@ -2,7 +2,7 @@ import json
 import os
 import stat
 
-from cdc_platform import connections, names
+from cdc_platform import connections, names, semantics
 from cdc_platform.connector import render
 from cdc_platform.stack import envfile, secrets
 from cdc_platform.stack.config import StackConfig
@@ -69,6 +69,24 @@ def test_connector_config_uses_shared_names_and_no_inline_secret():
     assert f"public.{names.PG_EVENTS_TABLE}" in config["table.include.list"]
     assert all("@" not in v for v in config.values())
     assert int(config["heartbeat.interval.ms"]) > 0
+
+
+def test_every_kafka_producer_and_the_broker_take_the_same_message_size(tmp_path):
+    """semantics.MAX_MESSAGE_BYTES is the one home of the size; the oversized-value guard in
+    Connect shrinks a change well under it, with the placeholder the stream quarantines."""
+    import yaml
+
+    config = render("127.0.0.1", 5432, "engagement", "${file:/s:k}")
+    limit = str(semantics.MAX_MESSAGE_BYTES)
+    assert config["producer.override.max.request.size"] == limit
+    assert config["topic.creation.default.max.message.bytes"] == limit
+    assert config["transforms.oversized.type"] == "io.github.cdcplatform.connect.OversizedValueGuard"
+    assert config["transforms.oversized.max.bytes"] == str(semantics.MAX_CAPTURED_VALUE_BYTES)
+    assert config["transforms.oversized.placeholder"] == semantics.OVERSIZED_VALUE_PLACEHOLDER
+    cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path)})
+    compose = yaml.safe_load((cfg.repo_root / "docker" / "compose.yaml").read_text())
+    assert compose["services"]["kafka"]["environment"]["KAFKA_MESSAGE_MAX_BYTES"] == limit
+    assert compose["services"]["connect"]["environment"]["CONNECT_PRODUCER_MAX_REQUEST_SIZE"] == limit
 
 
 def test_connector_config_refuses_a_literal_password():

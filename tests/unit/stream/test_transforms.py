@@ -279,6 +279,25 @@ def test_a_toast_placeholder_is_quarantined_never_applied_as_data(spark, column)
     assert only_reason(spark, m.update(m.event_row(1), row, 2)) == Q.UNAVAILABLE_VALUE
 
 
+@pytest.mark.parametrize("column", ["event_type", "device", "raw_payload"])
+def test_a_value_too_large_to_carry_is_quarantined_as_oversized(spark, column):
+    row = {**m.event_row(1), column: semantics.OVERSIZED_VALUE_PLACEHOLDER}
+    assert only_reason(spark, m.insert(row, 2)) == Q.OVERSIZED_VALUE
+
+
+def test_an_update_whose_before_image_was_given_up_still_flows_with_its_new_row(spark):
+    before = {**m.event_row(1), "raw_payload": semantics.OVERSIZED_VALUE_PLACEHOLDER}
+    after = m.event_row(1, raw_payload='{"ok": true}')
+    change = only_change(spark, m.update(before, after, 3))
+    assert (change["op"], change["raw_payload"]) == ("u", '{"ok": true}')
+
+
+def test_a_delete_of_an_oversized_row_still_deletes_and_carries_no_placeholder(spark):
+    before = {**m.event_row(1), "raw_payload": semantics.OVERSIZED_VALUE_PLACEHOLDER}
+    change = only_change(spark, m.delete(before, lsn=44))
+    assert (change["op"], change["raw_payload"]) == ("d", None)
+
+
 @pytest.mark.parametrize("length", [-60, 0, None])
 def test_content_without_a_positive_length_gives_no_pct(spark, length):
     change = only_change(spark, m.insert(m.event_row(1), 1), lookup_rows=[(m.CONTENT_ID, length)])
@@ -368,6 +387,7 @@ def mixed_batch():
         (key(13), m.insert(m.event_row(13, user_id="nope"), 11)),
         (key(14), m.insert({**m.event_row(14), "event_ts": MINUS_INFINITY_MICROS}, 12)),
         (key(15), m.insert(m.event_row(15, device=semantics.UNAVAILABLE_VALUE_PLACEHOLDER), 13)),
+        (key(16), m.insert(m.event_row(16, raw_payload=semantics.OVERSIZED_VALUE_PLACEHOLDER), 14)),
     ]
 
 
@@ -398,6 +418,7 @@ def test_every_record_lands_in_exactly_one_place(spark):
     assert sorted(r.reason for r in quarantined) == sorted([
         Q.UNPARSEABLE_JSON, Q.SCHEMA_MISMATCH, Q.MISSING_POSITION, Q.UNKNOWN_OP, Q.MISSING_REQUIRED_FIELD,
         Q.NEGATIVE_DURATION, Q.FUTURE_EVENT_TS, Q.MALFORMED_FIELD, Q.OUT_OF_RANGE_TIMESTAMP, Q.UNAVAILABLE_VALUE,
+        Q.OVERSIZED_VALUE,
     ])
     # unknown_content is only ever reached after a wait: see the released-event tests.
     assert set(Q.REASONS) - {Q.UNKNOWN_CONTENT} == {r.reason for r in quarantined}
@@ -431,12 +452,14 @@ def test_content_with_an_unholdable_publish_ts_or_a_toast_placeholder_is_quarant
     infinite = {**m.content_row(OTHER_CONTENT), "publish_ts": PLUS_INFINITY_MICROS}
     toasted = {**m.content_row(m.CONTENT_ID), "title": semantics.UNAVAILABLE_VALUE_PLACEHOLDER}
     gone = {**m.content_row(m.CONTENT_ID), "publish_ts": MINUS_INFINITY_MICROS}
+    huge = {**m.content_row(m.CONTENT_ID), "title": semantics.OVERSIZED_VALUE_PLACEHOLDER}
     messages = [({"id": OTHER_CONTENT}, m.insert(infinite, 100, table="content")),
                 ({"id": m.CONTENT_ID}, m.update(m.content_row(), toasted, 101, table="content")),
-                ({"id": m.CONTENT_ID}, m.delete(gone, 102, table="content"))]
+                ({"id": m.CONTENT_ID}, m.delete(gone, 102, table="content")),
+                ({"id": m.CONTENT_ID}, m.update(m.content_row(), huge, 103, table="content"))]
     changes, rejected = transforms.parse_content(kafka_df(spark, messages, topic=names.CONTENT_TOPIC))
     assert sorted((r.offset, r.reason) for r in rejected.collect()) == [
-        (0, Q.OUT_OF_RANGE_TIMESTAMP), (1, Q.UNAVAILABLE_VALUE)]
+        (0, Q.OUT_OF_RANGE_TIMESTAMP), (1, Q.UNAVAILABLE_VALUE), (3, Q.OVERSIZED_VALUE)]
     assert [(r.op, r.publish_ts) for r in changes.collect()] == [("d", None)]
 
 

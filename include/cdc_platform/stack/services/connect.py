@@ -1,12 +1,15 @@
 """Kafka Connect in distributed mode, with the Debezium PostgreSQL plugin."""
 from __future__ import annotations
 
+from cdc_platform import semantics
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError, java_command
 from cdc_platform.stack.services.kafka import kafka_classpath, logging_opts, require_kafka_jars
 
 DEBEZIUM_POSTGRES_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+# Built from include/stack/jars/connect-transforms by `make install`.
+TRANSFORMS_PLUGIN = "cdc-connect-transforms"
 
 
 def secrets_properties_path(cfg: StackConfig):
@@ -21,8 +24,9 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
 
     def prepare() -> None:
         require_kafka_jars(cfg)
-        if not (plugin_path / "debezium-connector-postgres").is_dir():
-            raise StackError(f"Debezium plugin missing in {plugin_path}; run `make install`.")
+        for plugin in ("debezium-connector-postgres", TRANSFORMS_PLUGIN):
+            if not (plugin_path / plugin).is_dir():
+                raise StackError(f"Connect plugin {plugin} missing in {plugin_path}; run `make install`.")
         cfg.data.joinpath("connect").mkdir(parents=True, exist_ok=True)
         secret_file = secrets_properties_path(cfg)
         write_private(secret_file, f"postgres.password={secrets['debezium_password']}\n")
@@ -43,6 +47,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             "offset.storage.partitions": "5",
             "status.storage.partitions": "1",
             "offset.flush.interval.ms": "5000",
+            "producer.max.request.size": str(semantics.MAX_MESSAGE_BYTES),
             "listeners": f"http://{cfg.host}:{port}",
             "rest.advertised.host.name": cfg.host,
             "rest.advertised.port": str(port),

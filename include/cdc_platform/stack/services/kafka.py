@@ -5,6 +5,7 @@ import base64
 import os
 import subprocess
 
+from cdc_platform import semantics
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.service import Service, StackError, java_command, port_open
 
@@ -87,6 +88,8 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             # Topics are created deliberately (provisioning, Connect's topic.creation).
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
+            "message.max.bytes": str(semantics.MAX_MESSAGE_BYTES),
+            "replica.fetch.max.bytes": str(semantics.MAX_MESSAGE_BYTES),
             "num.network.threads": "2",
             "num.io.threads": "2",
         }

@@ -1,0 +1,25 @@
+"""The source-side rules the end-state checks expect the stream to apply."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from cdc_platform import semantics, verify
+
+NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+VALID = {"content_id": "c", "user_id": "u", "event_type": "play", "event_ts": datetime(2026, 11, 27),
+         "event_ts_out_of_range": False, "duration_ms": 10, "length_known": True, "text_bytes": 100}
+
+
+def test_a_valid_row_is_expected_in_the_sinks():
+    assert verify.source_rejection(VALID, NOW) is None
+
+
+def test_a_row_whose_text_exceeds_the_captured_value_limit_is_expected_in_quarantine():
+    at_limit = {**VALID, "text_bytes": semantics.MAX_CAPTURED_VALUE_BYTES}
+    over = {**VALID, "text_bytes": semantics.MAX_CAPTURED_VALUE_BYTES + 1}
+    assert verify.source_rejection(at_limit, NOW) is None
+    assert verify.source_rejection(over, NOW) == semantics.OVERSIZED_VALUE
+
+
+def test_the_guard_limit_leaves_room_within_a_kafka_message():
+    assert semantics.MAX_CAPTURED_VALUE_BYTES * 2 <= semantics.MAX_MESSAGE_BYTES
