@@ -13,7 +13,7 @@ XCom `return_value`):
 
 | metric | source |
 |---|---|
-| connector + task state | Kafka Connect REST; a FAILED task is restarted, a PAUSED/STOPPED connector resumed |
+| connector + task state | Kafka Connect REST; a FAILED task is restarted, a PAUSED connector resumed; a STOPPED one (stopped on purpose, e.g. by `cdc_resnapshot`) is only alerted |
 | `slot_lag_bytes` | `pg_replication_slots` (WAL the slot still pins) |
 | `sink_lag_messages` per stream query | Kafka end offsets minus the query's last committed checkpoint offsets |
 | `stream_idle_seconds` per query | age of the query's last committed micro-batch |

@@ -87,3 +87,25 @@ class KafkaConnectClient:
 
     def delete(self, name: str) -> bool:
         return self._call("DELETE", f"/connectors/{name}").status_code == 204
+
+    def stop(self, name: str) -> None:
+        """STOPPED (KIP-875): tasks shut down, unlike PAUSED; offsets can then be altered or reset."""
+        self._call("PUT", f"/connectors/{name}/stop")
+
+    def wait_state(self, name: str, wanted: str, timeout: float = 120.0, interval: float = 1.0) -> ConnectorState:
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.status(name)
+            if state and state.connector == wanted:
+                return state
+            time.sleep(interval)
+        raise ConnectError(f"connector {name} not {wanted} after {timeout:.0f}s (last state: {state})")
+
+    def offsets(self, name: str) -> list[dict]:
+        """The connector's committed source offsets: [{"partition": {...}, "offset": {...}}]."""
+        return self._call("GET", f"/connectors/{name}/offsets").json().get("offsets", [])
+
+    def reset_offsets(self, name: str) -> str:
+        """Forget the connector's source offsets (it must be STOPPED); it starts afresh on resume."""
+        return self._call("DELETE", f"/connectors/{name}/offsets").json().get("message", "")

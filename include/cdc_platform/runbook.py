@@ -17,7 +17,7 @@ from cdc_platform.restapi import FAULTS_PATH
 from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
 
 PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess",
-                 "cdc_dlq_replay_parked"}
+                 "cdc_dlq_replay_parked", "cdc_resnapshot"}
 STREAM_APPLICATION = "spark_cdc_multi_sink.py"
 
 

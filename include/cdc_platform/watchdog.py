@@ -214,7 +214,10 @@ def connector_metrics(connect, metrics: Metrics, auto_restart: bool = True) -> N
         metrics.connector_state = "MISSING"
         return
     if auto_restart:
-        if state.connector in ("PAUSED", "STOPPED"):
+        # STOPPED is left alone: it is the state an operator (or cdc_resnapshot) puts the
+        # connector in to work on its offsets (KIP-875); resuming it midway would undo that.
+        # It is still a breach, so it is alerted.
+        if state.connector == "PAUSED":
             connect.resume(names.CONNECTOR_NAME)
             metrics.connector_restarted.append(f"resumed from {state.connector}")
         elif state.failed:

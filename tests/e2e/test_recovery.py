@@ -88,3 +88,65 @@ def test_redis_losing_its_data_under_traffic_is_alerted_and_repaired_by_the_firs
     poll_until(lambda: client.exists(names.REDIS_STATE_MARKER), timeout=10, what="the state marker")
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
     assert_rest_holds_each_change_once(api, written)
+
+
+def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink_back_exactly(
+        stream, stack_env, pg, cassandra, api):
+    """The connector stopped, its slot dropped, rows inserted, updated and deleted meanwhile:
+    Debezium cannot resume and the watchdog says so; cdc_resnapshot (confirmed) brings every
+    sink back to PostgreSQL, the deletes included."""
+    import random
+    import uuid
+
+    from cdc_platform import resnapshot
+    from cdc_platform.kafka_connect import KafkaConnectClient
+
+    connect = KafkaConnectClient(stack_env["CONNECT_URL"])
+    before = write_workload(pg, 200, seed=43)
+    runbook.wait_caught_up(stack_env, timeout=300)
+    with pg.cursor() as cur:
+        cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))
+        alive = sorted(r[0] for r in cur.fetchall())
+    pg.rollback()
+
+    connect.stop(names.CONNECTOR_NAME)
+    connect.wait_state(names.CONNECTOR_NAME, "STOPPED")
+    admin = psycopg2.connect(stack_env["PG_DSN"])
+    try:
+        assert resnapshot.drop_slot(admin)
+    finally:
+        admin.close()
+    rng = random.Random(47)
+    updated = rng.sample(alive, 40)
+    deleted = rng.sample(sorted(set(alive) - set(updated)), 30)
+    with pg.cursor() as cur:
+        for rid in updated:
+            cur.execute(f"UPDATE {names.PG_EVENTS_TABLE} SET duration_ms = duration_ms + 1 WHERE id = %s", (rid,))
+        for rid in deleted:
+            cur.execute(f"DELETE FROM {names.PG_EVENTS_TABLE} WHERE id = %s", (rid,))
+        inserted = []
+        for _ in range(60):
+            cur.execute(f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, "
+                        "device, raw_payload) SELECT content_id, %s, 'play', now(), 1000, 'tv', '{}' FROM "
+                        f"{names.PG_EVENTS_TABLE} WHERE id = %s RETURNING id", (str(uuid.uuid4()), alive[0]))
+            inserted.append(cur.fetchone()[0])
+    pg.commit()
+
+    connect.resume(names.CONNECTOR_NAME)
+    poll_until(lambda: connect.status(names.CONNECTOR_NAME).failed, timeout=180,
+               what="Debezium refusing to resume without its slot")
+    breaches = {b["check"] for b in watchdog_report(stream, stack_env)["breaches"]}
+    assert "connector" in breaches, breaches
+
+    refused = runbook.run_dag(stream, "cdc_resnapshot", conf={"confirm": False})
+    assert refused["state"] == "failed"
+    run = runbook.run_dag(stream, "cdc_resnapshot", conf={"confirm": True}, timeout=1800)
+    assert run["state"] == "success", run["task_instances"]
+    assert connect.status(names.CONNECTOR_NAME).running
+    assert sorted(xcom(stream, run, "sweep_deleted_rows")["swept_ids"]) == sorted(deleted)
+
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    # Each row alive at the snapshot holds one read event more; each row deleted meanwhile, the sweep's delete.
+    expected = {rid: count + (1 if rid in set(alive) else 0) for rid, count in before.items()}
+    expected.update({rid: 1 for rid in inserted})
+    assert_rest_holds_each_change_once(api, expected)

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from cdc_platform.watchdog import Metrics, Thresholds, evaluate, latest_committed_offsets, parse_offsets_file
 
 OFFSETS = """v1
@@ -122,3 +124,36 @@ def test_source_schema_drift_breaches_with_what_changed():
     [breach] = evaluate(m, Thresholds())
     assert breach.check == "schema_drift"
     assert "added referrer" in breach.message and "dropped event_type" in breach.message
+
+
+class RecordingConnect:
+    def __init__(self, connector: str, tasks: tuple[str, ...]):
+        from cdc_platform.kafka_connect import ConnectorState
+
+        self.state = ConnectorState("c", connector, tasks)
+        self.calls: list[str] = []
+
+    def status(self, _name):
+        return self.state
+
+    def resume(self, _name):
+        self.calls.append("resume")
+
+    def restart(self, _name, **_kw):
+        self.calls.append("restart")
+
+
+@pytest.mark.parametrize(("connector", "tasks", "calls"), [
+    ("PAUSED", ("PAUSED",), ["resume"]),
+    ("RUNNING", ("FAILED",), ["restart"]),
+    ("STOPPED", (), []),  # an operator's (or cdc_resnapshot's) deliberate stop is left alone
+    ("RUNNING", ("RUNNING",), []),
+])
+def test_the_watchdog_resumes_a_paused_connector_restarts_a_failed_one_and_leaves_a_stopped_one(
+        connector, tasks, calls):
+    from cdc_platform.watchdog import connector_metrics
+
+    connect, metrics = RecordingConnect(connector, tasks), Metrics()
+    connector_metrics(connect, metrics)
+    assert connect.calls == calls
+    assert metrics.connector_state == connector

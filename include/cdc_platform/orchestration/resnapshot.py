@@ -1,0 +1,70 @@
+"""The ``cdc_resnapshot`` tasks: each resolves its connections and runs one step of
+``cdc_platform.resnapshot``."""
+from __future__ import annotations
+
+import logging
+
+from cdc_platform import connections as conn_ids
+from cdc_platform import names, resnapshot
+from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.kafka_connect import KafkaConnectHook
+
+log = logging.getLogger(__name__)
+
+
+def stop_connector(confirm: bool, kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -> dict:
+    resnapshot.require_confirmation(confirm)
+    connect = KafkaConnectHook(kafka_connect_conn_id).get_conn()
+    return {"state": resnapshot.stop_connector(connect)}
+
+
+def reset_offsets(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -> dict:
+    report = resnapshot.reset_offsets(KafkaConnectHook(kafka_connect_conn_id).get_conn())
+    log.info("connector offsets reset: %s", report)
+    return report
+
+
+def drop_slot(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
+    conn = hooks.postgres_conn(postgres_conn_id)
+    try:
+        dropped = resnapshot.drop_slot(conn)
+    finally:
+        conn.close()
+    log.info("replication slot %s %s", names.REPLICATION_SLOT, "dropped" if dropped else "was already gone")
+    return {"slot": names.REPLICATION_SLOT, "dropped": dropped}
+
+
+def snapshot(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID, timeout: float = 1800) -> dict:
+    report = resnapshot.resume_and_wait_for_snapshot(KafkaConnectHook(kafka_connect_conn_id).get_conn(),
+                                                     timeout=timeout)
+    log.info("snapshot done in %ss; Debezium streams again from %s", report["seconds"], report["offsets"])
+    return report
+
+
+def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID,
+                       cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, catch_up_timeout: float = 1800) -> dict:
+    """After the stream has applied the snapshot: a delete for every row the sinks hold that the
+    source no longer has. Cassandra is read before PostgreSQL, so a row inserted meanwhile is
+    never taken for a deleted one."""
+    from cdc_platform import reconcile, runbook
+    from cdc_platform.orchestration.watchdog import default_checkpoint_root
+
+    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    waited = runbook.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
+                                     "SPARK_CHECKPOINT_ROOT": str(default_checkpoint_root())},
+                                    timeout=catch_up_timeout)
+    cluster, session = hooks.cassandra_session(cassandra_conn_id)
+    try:
+        sink_rows = reconcile.read_cassandra_rows(session)
+    finally:
+        cluster.shutdown()
+    conn = hooks.postgres_conn(postgres_conn_id)
+    try:
+        deleted = resnapshot.rows_deleted_at_source(sink_rows, resnapshot.source_event_ids(conn))
+        position = resnapshot.current_wal_position(conn)
+    finally:
+        conn.close()
+    swept = resnapshot.publish_sweep(bootstrap, sink_rows, deleted, position) if deleted else 0
+    log.info("stream caught up after %.0fs; %d rows deleted at the source while no slot recorded it: %s",
+             waited, swept, deleted[:50])
+    return {"caught_up_after_s": round(waited, 1), "swept": swept, "swept_ids": deleted[:1000], "position": position}
