@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 import redis
 
-from cdc_platform import names, runbook
+from cdc_platform import names, runbook, verify
 from cdc_platform.delivery import dlq
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, watchdog_report,
                               write_workload, xcom)
@@ -103,7 +103,9 @@ def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     before = write_workload(pg, 200, seed=43)
-    runbook.wait_caught_up(stack_env, timeout=300)
+    # The rows must be in the sinks before the slot goes: what is deleted later must be swept.
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    assert comparison.equal, comparison.summary()
     with pg.cursor() as cur:
         cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))
         alive = sorted(r[0] for r in cur.fetchall())
