@@ -13,7 +13,7 @@ import pytest
 from cdc_platform import names
 from cdc_platform.kafka_connect import KafkaConnectClient
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, bring_back,
-                              write_workload)
+                              watchdog_report, write_workload)
 from tests.polling import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -89,6 +89,22 @@ def test_kafka_connect_killed_9_under_traffic_loses_and_duplicates_nothing(
     changes = under_traffic(stack_env, lambda: killed.append(kill_9(supervisor, "connect")), 800, seed=42)
     poll_until(lambda: supervisor.alive("connect") and supervisor.info("connect")["pid"] != killed[0],
                timeout=60, what="supervisord restarting Kafka Connect")
+    wait_connector_running(stack_env)
+    assert_exact(stack_env, stream, pg, cassandra, api, changes)
+
+
+def test_the_connector_deleted_and_registered_again_resumes_from_its_offsets_and_slot(
+        stream, stack_env, pg, cassandra, api):
+    """Kafka Connect keeps a deleted connector's offsets; cdc_provision registers it again under
+    the same name and slot, and Debezium resumes where it stopped."""
+    from cdc_platform import runbook
+
+    connect = KafkaConnectClient(stack_env["CONNECT_URL"])
+    changes = under_traffic(stack_env, lambda: connect.delete(names.CONNECTOR_NAME), rows=600, seed=61)
+    report = watchdog_report(stream, stack_env)
+    assert report["metrics"]["connector_state"] == "MISSING"
+    run = runbook.run_dag(stream, "cdc_provision")
+    assert run["state"] == "success", run["task_instances"]
     wait_connector_running(stack_env)
     assert_exact(stack_env, stream, pg, cassandra, api, changes)
 
