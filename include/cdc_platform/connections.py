@@ -3,6 +3,8 @@ POSTGRES_CONN_ID = "postgres_default"
 KAFKA_CONN_ID = "kafka_default"
 KAFKA_CONNECT_CONN_ID = "kafka_connect_default"
 CASSANDRA_CONN_ID = "cassandra_default"
+# The stream's Cassandra sink logs in as its own role (writes and reads in the keyspace only).
+CASSANDRA_SINK_CONN_ID = "cassandra_sink"
 REDIS_CONN_ID = "redis_default"
 SPARK_CONN_ID = "spark_default"
 REST_API_CONN_ID = "cdc_rest_api"

@@ -24,9 +24,9 @@ def say(text: str = "") -> None:
 
 
 def print_cassandra_rows(env, limit: int = 10) -> None:
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
-    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(env)
     try:
         rows = cluster.connect().execute(
             f"SELECT id, content_id, user_id, event_type, event_ts, duration_ms, device, raw_payload, engagement_pct "
@@ -139,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     say("==> 6/7 checking the sinks against PostgreSQL")
     import psycopg2
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
     pg = psycopg2.connect(env["PG_DSN"])
-    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(env)
     comparison = verify.wait_for_cassandra_to_match(pg, cluster.connect(), timeout=120)
     cluster.shutdown()
     pg.close()

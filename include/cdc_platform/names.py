@@ -50,6 +50,9 @@ STREAM_QUERIES = (STREAM_CONTENT_QUERY, STREAM_CORE_QUERY, *(sink_query(sink) fo
 CASSANDRA_KEYSPACE = "engagement"
 CASSANDRA_EVENTS_TABLE = "engagement_events"
 CASSANDRA_CONTENT_TABLE = "content"
+# Roles: the admin owns the schema (provisioning, reconcile); the sink only reads and writes.
+CASSANDRA_ADMIN_ROLE = "cdc_admin"
+CASSANDRA_SINK_ROLE = "cdc_sink"
 
 # Redis (real-time aggregates); the first three are the seed's names.
 REDIS_COUNTS = "engagement_realtime_counts"

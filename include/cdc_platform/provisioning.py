@@ -128,11 +128,27 @@ def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeou
     return created
 
 
-def apply_cassandra_schema(session) -> int:
+def apply_cassandra_schema(session, sink_role: str = names.CASSANDRA_SINK_ROLE) -> int:
+    """The keyspace and tables; the sink's role may then read and write in that keyspace, and
+    nothing else. Without authentication (a cluster that has none) there is nothing to grant."""
     statements = sql_statements(CQL_SCHEMA_FILE.read_text())
     for statement in statements:
         session.execute(statement)
+    if cassandra_role_exists(session, sink_role):
+        for permission in ("SELECT", "MODIFY"):
+            session.execute(f"GRANT {permission} ON KEYSPACE {names.CASSANDRA_KEYSPACE} TO {sink_role}")
+        statements.append(f"GRANT SELECT, MODIFY ON KEYSPACE {names.CASSANDRA_KEYSPACE} TO {sink_role}")
     return len(statements)
+
+
+def cassandra_role_exists(session, role: str) -> bool:
+    from cassandra import InvalidRequest, Unauthorized
+    from cassandra.protocol import SyntaxException
+
+    try:
+        return any(row.role == role for row in session.execute("LIST ROLES"))
+    except (Unauthorized, InvalidRequest, SyntaxException):  # anonymous: authentication is off
+        return False
 
 
 def check_redis(client) -> dict[str, str]:
@@ -201,7 +217,7 @@ def provision_from_env(env) -> dict:
     import psycopg2
     import redis
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
     report: dict = {}
     conn = psycopg2.connect(env["PG_DSN"])
@@ -210,7 +226,7 @@ def provision_from_env(env) -> dict:
     finally:
         conn.close()
     report["topics_created"] = create_topics(env["KAFKA_BOOTSTRAP"])
-    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(env)
     try:
         report["cassandra_statements"] = apply_cassandra_schema(cluster.connect())
     finally:

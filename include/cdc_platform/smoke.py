@@ -59,9 +59,9 @@ def _connect(env: Mapping[str, str]) -> str:
 
 
 def _cassandra(env: Mapping[str, str]) -> str:
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
-    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"], connect_timeout=10)
+    cluster = cassandra_cluster_from_env(env, connect_timeout=10)
     try:
         row = cluster.connect().execute("SELECT release_version FROM system.local").one()
         return f"Cassandra {row.release_version}"

@@ -20,11 +20,12 @@ import itertools
 import re
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 from cassandra import ConsistencyLevel, InvalidRequest
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -51,6 +52,8 @@ class CassandraTarget:
     keyspace: str = names.CASSANDRA_KEYSPACE
     events_table: str = names.CASSANDRA_EVENTS_TABLE
     content_table: str = names.CASSANDRA_CONTENT_TABLE
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in (self.keyspace, self.events_table, self.content_table):
@@ -59,29 +62,31 @@ class CassandraTarget:
 
     @classmethod
     def from_settings(cls, settings) -> "CassandraTarget":
-        return cls(settings.cassandra_host, settings.cassandra_port, settings.cassandra_keyspace)
+        return cls(settings.cassandra_host, settings.cassandra_port, settings.cassandra_keyspace,
+                   username=settings.cassandra_user, password=settings.cassandra_password)
 
 
-_sessions: dict[tuple[str, int], Any] = {}
+_sessions: dict[tuple[str, int, str | None], Any] = {}
 _prepared: dict[tuple[int, str], Any] = {}
 _lock = threading.Lock()
 
 
-def get_session(host: str, port: int):
-    """This process's session for ``host:port``; connects on first use, then reuses it."""
+def get_session(host: str, port: int, username: str | None = None, password: str | None = None):
+    """This process's session for ``host:port`` (as ``username``); connects on first use, then reuses it."""
     with _lock:
-        session = _sessions.get((host, port))
+        session = _sessions.get((host, port, username))
         if session is None:
             profile = ExecutionProfile(
                 load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
                 consistency_level=ConsistencyLevel.LOCAL_QUORUM,
                 request_timeout=30,
             )
+            auth = PlainTextAuthProvider(username=username, password=password or "") if username else None
             cluster = Cluster([host], port=port, protocol_version=PROTOCOL_VERSION,
-                              execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+                              execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth)
             session = cluster.connect()
             atexit.register(cluster.shutdown)
-            _sessions[(host, port)] = session
+            _sessions[(host, port, username)] = session
         return session
 
 
@@ -161,7 +166,7 @@ class CassandraSinkStats:
 
 def write_partition(records: Iterable, target: CassandraTarget, content_topic: str) -> Iterator[CassandraSinkStats]:
     """Apply one partition of normalized records (topic, value) to the events and content tables."""
-    session = get_session(target.host, target.port)
+    session = get_session(target.host, target.port, target.username, target.password)
     statements_for = {
         False: (_prepare(session, _upsert_cql(target.keyspace, target.events_table, EVENT_COLUMNS)),
                 _prepare(session, _delete_cql(target.keyspace, target.events_table))),

@@ -35,13 +35,15 @@ STREAM_SPARK_CONF = {
 class SinkSettings:
     """What every sink's ``write_batch(records_df, batch_id, settings)`` receives.
 
-    Secrets (the Redis URL carries a password, the API token) are left out of repr,
-    so logging the settings never leaks them.
+    Secrets (the Cassandra password, the Redis URL carries a password, the API token) are left
+    out of repr, so logging the settings never leaks them.
     """
     bootstrap: str
     cassandra_host: str
     cassandra_port: int
     cassandra_keyspace: str = names.CASSANDRA_KEYSPACE
+    cassandra_user: str | None = None
+    cassandra_password: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     api_url: str | None = None
     api_token: str | None = field(default=None, repr=False)

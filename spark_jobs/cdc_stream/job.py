@@ -434,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cassandra-port", type=int, default=int(env_default("CASSANDRA_PORT", "9042")),
                    help="(env CASSANDRA_PORT)")
     p.add_argument("--cassandra-keyspace", default=env_default("CASSANDRA_KEYSPACE", names.CASSANDRA_KEYSPACE))
+    p.add_argument("--cassandra-user", default=env_default("CASSANDRA_SINK_USER"),
+                   help="the sink's Cassandra role (env CASSANDRA_SINK_USER); its password comes only from "
+                        "env CASSANDRA_SINK_PASSWORD, never the command line")
     p.add_argument("--redis-url", default=env_default("REDIS_URL"), help="(env REDIS_URL)")
     p.add_argument("--api-url", default=env_default("API_URL"), help="REST microservice base URL (env API_URL)")
     p.add_argument("--api-token", default=env_default("API_TOKEN"),
@@ -476,6 +479,8 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         cassandra_host=args.cassandra_host,
         cassandra_port=args.cassandra_port,
         cassandra_keyspace=args.cassandra_keyspace,
+        cassandra_user=args.cassandra_user,
+        cassandra_password=env_default("CASSANDRA_SINK_PASSWORD") if args.cassandra_user else None,
         redis_url=args.redis_url,
         api_url=args.api_url,
         api_token=args.api_token,

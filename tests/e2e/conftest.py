@@ -5,7 +5,7 @@ import psycopg2
 import pytest
 
 from cdc_platform import runbook
-from cdc_platform.clients import cassandra_cluster
+from cdc_platform.clients import cassandra_cluster_from_env
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def pg(stack_env):
 
 @pytest.fixture(scope="session")
 def cassandra(stack_env):
-    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(stack_env)
     yield cluster.connect()
     cluster.shutdown()
 

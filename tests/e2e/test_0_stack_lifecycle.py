@@ -29,14 +29,14 @@ def test_down_then_up_keeps_data_and_leaves_no_process(stack_env, stack_config):
     import psycopg2
     import redis
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
     marker = uuid.uuid4().hex
     with psycopg2.connect(stack_env["PG_DSN"]) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS lifecycle_marker (marker text PRIMARY KEY)")
         cur.execute("INSERT INTO lifecycle_marker VALUES (%s)", (marker,))
     redis.Redis.from_url(stack_env["REDIS_URL"]).set(f"lifecycle:{marker}", marker)
-    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(stack_env)
     session = cluster.connect()
     session.execute("CREATE KEYSPACE IF NOT EXISTS lifecycle WITH replication = "
                     "{'class': 'SimpleStrategy', 'replication_factor': 1}")
@@ -70,7 +70,7 @@ def test_down_then_up_keeps_data_and_leaves_no_process(stack_env, stack_config):
         cur.execute("SELECT count(*) FROM lifecycle_marker WHERE marker = %s", (marker,))
         assert cur.fetchone()[0] == 1
     assert redis.Redis.from_url(stack_env["REDIS_URL"]).get(f"lifecycle:{marker}") == marker.encode()
-    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(stack_env)
     assert cluster.connect().execute("SELECT marker FROM lifecycle.marker WHERE marker = %s", (marker,)).one()
     cluster.shutdown()
     consumer = Consumer({"bootstrap.servers": stack_env["KAFKA_BOOTSTRAP"], "group.id": f"lc-{marker}",

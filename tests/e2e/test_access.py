@@ -48,3 +48,33 @@ def test_no_generated_credential_is_in_a_tracked_file_or_a_service_log(stream, s
         data = path.read_bytes()
         leaks += [(str(path), name) for name, value in secrets.items() if value.encode() in data]
     assert leaks == []
+
+
+def test_cassandra_refuses_anonymous_and_default_logins_and_the_sink_role_only_reads_and_writes(stream, stack_env):
+    from cassandra import Unauthorized
+    from cassandra.cluster import NoHostAvailable
+
+    from cdc_platform import names
+    from cdc_platform.clients import cassandra_cluster
+
+    host, port = stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"]
+    for credentials in ((), ("cassandra", "cassandra")):
+        cluster = cassandra_cluster(host, port, *credentials)
+        try:
+            with pytest.raises(NoHostAvailable, match="(?i)authenticat"):
+                cluster.connect()
+        finally:
+            cluster.shutdown()
+    keyspace, table = names.CASSANDRA_KEYSPACE, names.CASSANDRA_EVENTS_TABLE
+    sink = cassandra_cluster(host, port, stack_env["CASSANDRA_SINK_USER"], stack_env["CASSANDRA_SINK_PASSWORD"])
+    try:
+        session = sink.connect()
+        session.execute(f"SELECT id FROM {keyspace}.{table} LIMIT 1")
+        session.execute(f"DELETE FROM {keyspace}.{table} WHERE id = -1")  # a write that changes no row
+        for statement in (f"CREATE TABLE {keyspace}.intruder (id int PRIMARY KEY)", f"DROP TABLE {keyspace}.{table}",
+                          "CREATE KEYSPACE intruder WITH replication = {'class': 'SimpleStrategy', "
+                          "'replication_factor': 1}", "CREATE ROLE intruder WITH LOGIN = true AND PASSWORD = 'x'"):
+            with pytest.raises(Unauthorized):
+                session.execute(statement)
+    finally:
+        sink.shutdown()

@@ -24,9 +24,9 @@ def redis_client(stack_env):
 
 @pytest.fixture(scope="session")
 def cassandra_session(stack_env):
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
-    cluster = cassandra_cluster(stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(stack_env)
     session = cluster.connect()
     yield session
     cluster.shutdown()

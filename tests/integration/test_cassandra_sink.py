@@ -78,7 +78,9 @@ def spark(spark, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def target(stack_env, keyspace):
-    return cassandra_sink.CassandraTarget(stack_env["CASSANDRA_HOST"], int(stack_env["CASSANDRA_PORT"]), keyspace)
+    # The test keyspace is the admin's; the sink's own role may write only to the pipeline's.
+    return cassandra_sink.CassandraTarget(stack_env["CASSANDRA_HOST"], int(stack_env["CASSANDRA_PORT"]), keyspace,
+                                          username=stack_env["CASSANDRA_USER"], password=stack_env["CASSANDRA_PASSWORD"])
 
 
 @pytest.fixture
@@ -182,7 +184,8 @@ def test_content_upsert_replay_and_delete(spark, cassandra_session, target):
 
 def test_unprovisioned_table_fails_clearly(spark, stack_env):
     missing = cassandra_sink.CassandraTarget(stack_env["CASSANDRA_HOST"], int(stack_env["CASSANDRA_PORT"]),
-                                             TEST_KEYSPACE, events_table="no_such_table")
+                                             TEST_KEYSPACE, events_table="no_such_table",
+                                             username=stack_env["CASSANDRA_USER"], password=stack_env["CASSANDRA_PASSWORD"])
     with pytest.raises(Exception, match="schema provisioned"):
         write_changes(spark, missing, change(1, "c", 1))
 

@@ -379,9 +379,9 @@ def cassandra_applied(env, row_ids: list[int], chunk: int = 100) -> dict[int, fl
     """Row id -> ``ingested_at`` (the time the sink wrote the row), for the rows found."""
     from cassandra.concurrent import execute_concurrent_with_args
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.clients import cassandra_cluster_from_env
 
-    cluster = cassandra_cluster(env["CASSANDRA_HOST"], env["CASSANDRA_PORT"])
+    cluster = cassandra_cluster_from_env(env)
     try:
         session = cluster.connect()
         select = session.prepare(f"SELECT id, ingested_at FROM {names.CASSANDRA_KEYSPACE}."

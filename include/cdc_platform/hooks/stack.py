@@ -36,8 +36,16 @@ def cassandra_session(conn_id: str = conn_ids.CASSANDRA_CONN_ID):
     from cdc_platform.clients import cassandra_cluster
 
     conn = BaseHook.get_connection(conn_id)
-    cluster = cassandra_cluster(conn.host, conn.port or 9042)
+    cluster = cassandra_cluster(conn.host, conn.port or 9042, conn.login, conn.password)
     return cluster, cluster.connect()
+
+
+def credentials(conn_id: str) -> tuple[str | None, str | None]:
+    """The connection's login and password (None when it has none)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    return conn.login or None, conn.password or None
 
 
 def cassandra_endpoint(conn_id: str = conn_ids.CASSANDRA_CONN_ID) -> tuple[str, int]:

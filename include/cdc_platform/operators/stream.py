@@ -20,30 +20,34 @@ GRACEFUL_STOP_SECONDS = 60
 
 def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks: str,
                       starting_offsets: str = "earliest", kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
-                      cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID,
+                      cassandra_conn_id: str = conn_ids.CASSANDRA_SINK_CONN_ID,
                       redis_conn_id: str = conn_ids.REDIS_CONN_ID,
                       rest_api_conn_id: str = conn_ids.REST_API_CONN_ID) -> dict:
     """Arguments, environment and jars for spark-submit, from Airflow connections.
 
-    Secrets (Redis password, API token) travel in the environment, never on the command line.
+    Secrets (the Cassandra sink's password, the Redis password, the API token) travel in the
+    environment, never on the command line.
     """
     from cdc_platform.hooks import stack as hooks
 
     checkpoint_root = checkpoint_root or os.environ.get("SPARK_CHECKPOINT_ROOT") or str(
         Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "checkpoints")
     cassandra_host, cassandra_port = hooks.cassandra_endpoint(cassandra_conn_id)
+    cassandra_user, cassandra_password = hooks.credentials(cassandra_conn_id)
     api_url, api_token = hooks.http_base_url(rest_api_conn_id)
     args = [
         "--bootstrap", hooks.kafka_bootstrap(kafka_conn_id),
         "--checkpoint-root", checkpoint_root,
         "--cassandra-host", cassandra_host,
         "--cassandra-port", str(cassandra_port),
+        *(["--cassandra-user", cassandra_user] if cassandra_user else []),
         "--api-url", api_url,
         "--sinks", sinks,
         "--trigger-seconds", str(trigger_seconds),
         "--starting-offsets", starting_offsets,
     ]
-    env = {"REDIS_URL": hooks.redis_url(redis_conn_id), "API_TOKEN": api_token or ""}
+    env = {"REDIS_URL": hooks.redis_url(redis_conn_id), "API_TOKEN": api_token or "",
+           "CASSANDRA_SINK_PASSWORD": cassandra_password or ""}
     for key in ("PYSPARK_PYTHON", "SPARK_HOME", "JAVA_HOME", "PATH"):
         if os.environ.get(key):
             env[key] = os.environ[key]

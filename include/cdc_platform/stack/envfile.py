@@ -50,6 +50,10 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "CONNECT_URL": f"http://{host}:{ports['connect']}",
         "CASSANDRA_HOST": host,
         "CASSANDRA_PORT": str(ports["cassandra"]),
+        "CASSANDRA_USER": names.CASSANDRA_ADMIN_ROLE,
+        "CASSANDRA_PASSWORD": secrets["cassandra_admin_password"],
+        "CASSANDRA_SINK_USER": names.CASSANDRA_SINK_ROLE,
+        "CASSANDRA_SINK_PASSWORD": secrets["cassandra_sink_password"],
         "REDIS_URL": f"redis://:{quote(secrets['redis_password'], safe='')}@{host}:{ports['redis']}/0",
         "AIRFLOW_URL": f"http://{host}:{ports['airflow']}",
         "AIRFLOW_USER": AIRFLOW_ADMIN_USER,
@@ -83,6 +87,11 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         },
         conn_ids.CASSANDRA_CONN_ID: {
             "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
+            "login": names.CASSANDRA_ADMIN_ROLE, "password": secrets["cassandra_admin_password"],
+        },
+        conn_ids.CASSANDRA_SINK_CONN_ID: {
+            "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
+            "login": names.CASSANDRA_SINK_ROLE, "password": secrets["cassandra_sink_password"],
         },
         conn_ids.REDIS_CONN_ID: {
             "conn_type": "redis", "host": host, "port": ports["redis"],

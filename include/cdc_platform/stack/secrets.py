@@ -22,6 +22,8 @@ SECRET_NAMES = (
     "api_token",
     "api_admin_token",
     "debezium_password",
+    "cassandra_admin_password",
+    "cassandra_sink_password",
 )
 
 

@@ -18,7 +18,8 @@ STACK_ENV = {
 
 @pytest.fixture
 def stack_environment(monkeypatch):
-    for name in ("CASSANDRA_KEYSPACE", "CDC_TRIGGER_SECONDS", "CDC_STARTING_OFFSETS"):
+    for name in ("CASSANDRA_KEYSPACE", "CASSANDRA_SINK_USER", "CASSANDRA_SINK_PASSWORD", "CDC_TRIGGER_SECONDS",
+                 "CDC_STARTING_OFFSETS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
@@ -58,6 +59,18 @@ def test_each_query_has_its_own_checkpoint(stack_environment):
 def test_secrets_stay_out_of_the_logged_settings(stack_environment):
     text = repr(config([]))
     assert "s3cret" not in text and "t0ken" not in text
+
+
+def test_the_cassandra_sink_logs_in_as_its_role_with_a_password_from_the_environment_only(
+        stack_environment, monkeypatch):
+    monkeypatch.setenv("CASSANDRA_SINK_USER", "cdc_sink")
+    monkeypatch.setenv("CASSANDRA_SINK_PASSWORD", "p4ss")
+    settings = config([]).settings
+    assert (settings.cassandra_user, settings.cassandra_password) == ("cdc_sink", "p4ss")
+    target = cassandra_sink.CassandraTarget.from_settings(settings)
+    assert (target.username, target.password) == ("cdc_sink", "p4ss")
+    assert "p4ss" not in repr(settings) and "p4ss" not in repr(target)
+    assert "--cassandra-password" not in job.parser().format_help()
 
 
 @pytest.mark.parametrize("argv,missing", [

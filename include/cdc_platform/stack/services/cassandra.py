@@ -1,6 +1,7 @@
 """Cassandra 5.0, single node, started from the Maven jars with CassandraDaemon."""
 from __future__ import annotations
 
+from cdc_platform import names
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.service import Service, StackError, java_command
 
@@ -34,6 +35,9 @@ JVM17_OPTS = [
     "-Dio.netty.allocator.useCacheForAllThreads=true",
     "-Dio.netty.allocator.maxOrder=11",
 ]
+
+# What CassandraRoleManager creates on the first start; after_ready drops it.
+DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 LOGBACK = """\
 <configuration scan="false">
@@ -93,8 +97,9 @@ commitlog_directory: {data_dir / 'commitlog'}
 saved_caches_directory: {data_dir / 'saved_caches'}
 hints_directory: {data_dir / 'hints'}
 cdc_raw_directory: {data_dir / 'cdc_raw'}
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
 concurrent_reads: 8
 concurrent_writes: 8
 concurrent_counter_writes: 8
@@ -119,18 +124,62 @@ auto_snapshot: false
         "-Dcassandra-foreground=yes",
         f"-Dlogback.configurationFile={logback_path}",
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+        # The default superuser (cassandra/cassandra) is created right away, not after 10 s, so
+        # after_ready can replace it with the generated admin role at once.
+        "-Dcassandra.superuser_setup_delay_ms=0",
         f"-Dcassandra.jmx.local.port={jmx_port}",
         f"-Djna.tmpdir={tmp_dir}",
         f"-Djava.io.tmpdir={tmp_dir}",
     ]
 
-    def ready() -> bool:
+    admin = (names.CASSANDRA_ADMIN_ROLE, secrets["cassandra_admin_password"])
+
+    def connect(credentials: tuple[str, str]):
         from cdc_platform.clients import cassandra_cluster
 
-        cluster = cassandra_cluster(cfg.host, port, connect_timeout=3, control_connection_timeout=3)
+        cluster = cassandra_cluster(cfg.host, port, *credentials, connect_timeout=3, control_connection_timeout=3)
         try:
-            session = cluster.connect()
-            return session.execute("SELECT release_version FROM system.local").one() is not None
+            return cluster, cluster.connect()
+        except Exception:
+            cluster.shutdown()
+            raise
+
+    def ready() -> bool:
+        """CQL answers, to the admin or (first start, before after_ready) to the default superuser."""
+        from cassandra.cluster import NoHostAvailable
+
+        for credentials in (admin, DEFAULT_SUPERUSER):
+            try:
+                cluster, session = connect(credentials)
+            except NoHostAvailable:
+                continue
+            try:
+                return session.execute("SELECT release_version FROM system.local").one() is not None
+            finally:
+                cluster.shutdown()
+        return False
+
+    def after_ready() -> None:
+        """The generated admin replaces the well-known default superuser; the sink gets its own
+        role. Its permissions on the keyspace are granted by provisioning, which creates it."""
+        from cassandra.cluster import NoHostAvailable
+
+        try:
+            cluster, session = connect(admin)
+        except NoHostAvailable:
+            cluster, session = connect(DEFAULT_SUPERUSER)
+            try:
+                session.execute(f"CREATE ROLE IF NOT EXISTS {names.CASSANDRA_ADMIN_ROLE} "
+                                "WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s", (admin[1],))
+            finally:
+                cluster.shutdown()
+            cluster, session = connect(admin)
+        try:
+            session.execute(f"DROP ROLE IF EXISTS {DEFAULT_SUPERUSER[0]}")
+            session.execute(f"CREATE ROLE IF NOT EXISTS {names.CASSANDRA_SINK_ROLE} WITH LOGIN = true AND PASSWORD = %s",
+                            (secrets["cassandra_sink_password"],))
+            session.execute(f"ALTER ROLE {names.CASSANDRA_SINK_ROLE} WITH PASSWORD = %s",
+                            (secrets["cassandra_sink_password"],))
         finally:
             cluster.shutdown()
 
@@ -144,4 +193,5 @@ auto_snapshot: false
         ready_timeout=240,
         stopwaitsecs=60,
         prepare=prepare,
+        after_ready=after_ready,
     )
