@@ -134,11 +134,17 @@ def apply_cassandra_schema(session, sink_role: str = names.CASSANDRA_SINK_ROLE) 
     statements = sql_statements(CQL_SCHEMA_FILE.read_text())
     for statement in statements:
         session.execute(statement)
-    if cassandra_role_exists(session, sink_role):
-        for permission in ("SELECT", "MODIFY"):
-            session.execute(f"GRANT {permission} ON KEYSPACE {names.CASSANDRA_KEYSPACE} TO {sink_role}")
-        statements.append(f"GRANT SELECT, MODIFY ON KEYSPACE {names.CASSANDRA_KEYSPACE} TO {sink_role}")
-    return len(statements)
+    return len(statements) + grant_sink_role(session, names.CASSANDRA_KEYSPACE, sink_role)
+
+
+def grant_sink_role(session, keyspace: str, role: str = names.CASSANDRA_SINK_ROLE) -> int:
+    """Let ``role`` read and write in ``keyspace``, and nothing else; the statements run (0 when
+    the role does not exist, as on a cluster without authentication)."""
+    if not cassandra_role_exists(session, role):
+        return 0
+    for permission in ("SELECT", "MODIFY"):
+        session.execute(f"GRANT {permission} ON KEYSPACE {keyspace} TO {role}")
+    return 2
 
 
 def cassandra_role_exists(session, role: str) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform import names
+from cdc_platform import names, provisioning
 from cdc_stream import cassandra_sink, change_log, schemas
 from cdc_stream import quarantine as Q
 
@@ -56,6 +56,7 @@ def schema_statements(keyspace: str) -> list[str]:
 def keyspace(cassandra_session):
     for statement in schema_statements(TEST_KEYSPACE):
         cassandra_session.execute(statement, timeout=60)
+    provisioning.grant_sink_role(cassandra_session, TEST_KEYSPACE)
     return TEST_KEYSPACE
 
 
@@ -78,9 +79,9 @@ def spark(spark, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def target(stack_env, keyspace):
-    # The test keyspace is the admin's; the sink's own role may write only to the pipeline's.
     return cassandra_sink.CassandraTarget(stack_env["CASSANDRA_HOST"], int(stack_env["CASSANDRA_PORT"]), keyspace,
-                                          username=stack_env["CASSANDRA_USER"], password=stack_env["CASSANDRA_PASSWORD"])
+                                          username=stack_env["CASSANDRA_SINK_USER"],
+                                          password=stack_env["CASSANDRA_SINK_PASSWORD"])
 
 
 @pytest.fixture
@@ -185,7 +186,8 @@ def test_content_upsert_replay_and_delete(spark, cassandra_session, target):
 def test_unprovisioned_table_fails_clearly(spark, stack_env):
     missing = cassandra_sink.CassandraTarget(stack_env["CASSANDRA_HOST"], int(stack_env["CASSANDRA_PORT"]),
                                              TEST_KEYSPACE, events_table="no_such_table",
-                                             username=stack_env["CASSANDRA_USER"], password=stack_env["CASSANDRA_PASSWORD"])
+                                             username=stack_env["CASSANDRA_SINK_USER"],
+                                             password=stack_env["CASSANDRA_SINK_PASSWORD"])
     with pytest.raises(Exception, match="schema provisioned"):
         write_changes(spark, missing, change(1, "c", 1))
 
