@@ -34,16 +34,6 @@ log = logging.getLogger(__name__)
 SWEEP_OP = "d"
 
 
-class NotConfirmed(ValueError):
-    """A run that the operator must decide on was triggered without its confirmation."""
-
-
-def require_confirmation(confirm: bool) -> None:
-    if not confirm:
-        raise NotConfirmed("set the param confirm=true: the run stops the connector, forgets its offsets, drops "
-                           "the replication slot and snapshots every captured table again")
-
-
 def stop_connector(connect: KafkaConnectClient, name: str = names.CONNECTOR_NAME, timeout: float = 120) -> str:
     if connect.status(name) is None:
         raise LookupError(f"connector {name} is not registered; run cdc_provision first")

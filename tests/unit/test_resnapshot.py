@@ -12,9 +12,10 @@ SNAPSHOTTING = [{"partition": {"server": "p"}, "offset": {"lsn": 10, "snapshot":
 
 
 def test_the_run_refuses_to_start_without_its_confirmation():
-    with pytest.raises(resnapshot.NotConfirmed, match="confirm=true"):
-        resnapshot.require_confirmation(False)
-    resnapshot.require_confirmation(True)
+    from cdc_platform.orchestration import NotConfirmed, resnapshot as tasks
+
+    with pytest.raises(NotConfirmed, match="confirm=true: the run stops the connector"):
+        tasks.stop_connector(confirm=False, kafka_connect_conn_id="never_resolved")
 
 
 @pytest.mark.parametrize(("offsets", "done"), [([], False), (SNAPSHOTTING, False), (STREAMING, True)])

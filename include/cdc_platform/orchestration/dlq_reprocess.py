@@ -8,6 +8,7 @@ from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform.delivery import dlq
 from cdc_platform.hooks import stack as hooks
+from cdc_platform.orchestration import require_confirmation
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,12 @@ def run(max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS, base_backoff_s: float = dl
     return result
 
 
-class NotConfirmed(ValueError):
-    """A run that changes what the operator must decide on was triggered without its confirmation."""
-
-
 def replay_parked(confirm: bool, keys: list[str] | None = None, max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS,
                   kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, rest_api_conn_id: str = conn_ids.REST_API_CONN_ID,
                   alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
     """Move parked entries (``keys``, or all when empty) back to the DLQ, then deliver them in one
     reprocess round. What still fails goes on through the DLQ's usual backoff and parking."""
-    if not confirm:
-        raise NotConfirmed("set the param confirm=true to replay parked DLQ entries to the REST API")
+    require_confirmation(confirm, "the run replays parked DLQ entries to the REST API")
     bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
     replayed = dlq.replay_parked(bootstrap, keys or None)
     log.info("parked entries: %d moved back to the DLQ, %d kept parked", replayed.requeued, replayed.kept)

@@ -8,12 +8,14 @@ from cdc_platform import connections as conn_ids
 from cdc_platform import names, resnapshot
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
+from cdc_platform.orchestration import require_confirmation
 
 log = logging.getLogger(__name__)
 
 
 def stop_connector(confirm: bool, kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -> dict:
-    resnapshot.require_confirmation(confirm)
+    require_confirmation(confirm, "the run stops the connector, forgets its offsets, drops the replication slot "
+                                  "and snapshots every captured table again")
     connect = KafkaConnectHook(kafka_connect_conn_id).get_conn()
     return {"state": resnapshot.stop_connector(connect)}
 
