@@ -21,6 +21,7 @@ XCom `return_value`):
 | `freshness_seconds` | age of the oldest change not yet applied by some query |
 | `quarantined_new` by reason | quarantine records since the previous check (consumer group offsets) |
 | `waiting_for_content`, `oldest_waiting_seconds` | events read before their content row, waiting for it |
+| `failing_queries` | stream queries restarting after failures, with the error (a sink down, or offsets gone because retention ran out: such a query stops, it never skips) |
 
 Any value beyond its threshold (the DAG params) posts one alert to the `cdc_alerts` webhook and
 fails the run, so breaches show red in the grid.
@@ -44,6 +45,7 @@ fails the run, so breaches show red in the grid.
         "max_freshness_seconds": Param(300, type="number", minimum=0),
         "max_new_quarantined": Param(1_000, type="integer", minimum=0),
         "max_waiting_seconds": Param(600, type="number", minimum=0),
+        "max_query_failures": Param(3, type="integer", minimum=1),
         "auto_restart": Param(True, type="boolean"),
     },
     deadline=DeadlineAlert(

@@ -26,6 +26,9 @@ class Thresholds:
     max_new_quarantined: int = 1_000
     # An event waits for its content row; a long wait means the content is missing or late.
     max_waiting_seconds: float = 600.0
+    # A stream query restarted this many times in a row without a batch in between keeps
+    # failing (a sink down, or its Kafka offsets gone: retention ran out before it read).
+    max_query_failures: int = 3
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Metrics:
     redis_state_lost: bool | None = None
     # Captured tables whose columns differ from cdc_platform.source_schema: added, dropped, retyped.
     schema_drift: dict[str, dict] = field(default_factory=dict)
+    # Stream queries failing now: failures in a row and the error's first line.
+    failing_queries: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +114,11 @@ def evaluate(m: Metrics, t: Thresholds) -> list[Breach]:
     if m.freshness_seconds is not None and m.freshness_seconds > t.max_freshness_seconds:
         breaches.append(Breach("freshness_seconds", round(m.freshness_seconds), t.max_freshness_seconds,
                                f"oldest unapplied change is {m.freshness_seconds:.0f}s old"))
+    failing = {q: f for q, f in m.failing_queries.items() if f.get("failures", 0) >= t.max_query_failures}
+    if failing:
+        breaches.append(Breach("query_failing", {q: f["failures"] for q, f in failing.items()}, t.max_query_failures,
+                               "; ".join(f"stream query {q} failed {f['failures']} times in a row: {f['error']}"
+                                         for q, f in sorted(failing.items()))))
     return breaches
 
 
@@ -150,6 +160,27 @@ def read_progress(checkpoint_root: Path, query: str) -> dict | None:
 
 
 # --- collectors ---------------------------------------------------------------------------
+
+def failure_metrics(checkpoint_root: Path, metrics: Metrics, queries: tuple[str, ...] = STREAM_QUERIES) -> None:
+    """The stream's failure report of each query (written by its supervisor when the query
+    fails, removed at its next good batch)."""
+    for query in queries:
+        report = read_progress(checkpoint_root, f"{query}.failure")
+        if report:
+            error = str(report.get("error") or "").strip()
+            metrics.failing_queries[query] = {"failures": int(report.get("failures") or 0),
+                                              "error": _first_meaningful_line(error)}
+
+
+def _first_meaningful_line(error: str, limit: int = 300) -> str:
+    """The line that says what went wrong: Spark's errors open with the exception class and
+    message, then a long JVM stack; Python's tracebacks end with it."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = next((line for line in lines if "Exception" in line or "Error" in line), lines[0])
+    return first[:limit]
+
 
 def core_metrics(checkpoint_root: Path, metrics: Metrics, now: float | None = None) -> None:
     """The waiting room, and the quarantine totals since the stream started, from the last batch

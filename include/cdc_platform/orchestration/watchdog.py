@@ -49,6 +49,7 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
     checkpoint_root = Path(checkpoint_root or default_checkpoint_root())
     watchdog.stream_metrics(bootstrap, checkpoint_root, metrics)
     watchdog.core_metrics(checkpoint_root, metrics)
+    watchdog.failure_metrics(checkpoint_root, metrics)
     watchdog.quarantine_metrics(bootstrap, metrics)
     metrics.dlq_depth = dlq.dlq_depth(bootstrap, names.DLQ_TOPIC)
     metrics.parked_depth = dlq.dlq_depth(bootstrap, names.PARKED_TOPIC)
