@@ -12,6 +12,7 @@ from typing import Callable
 
 import requests
 
+from cdc_platform import names
 from cdc_platform.airflow_api import AirflowApiError, AirflowClient
 from cdc_platform.restapi import FAULTS_PATH
 from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
@@ -93,6 +94,18 @@ def stop_stream(client: AirflowClient, env, timeout: float = 300) -> None:
                                f"{describe_processes(pids)}; last lines of its task log:\n"
                                + "\n".join(stream_task_log_tail(env)))
         time.sleep(1)
+
+
+def set_aside_checkpoint(env, query: str) -> Path:
+    """Move a stopped stream's query checkpoint aside (kept, renamed); the query then starts
+    afresh from the earliest offsets Kafka still has. The step after offsets were lost."""
+    checkpoint = stream_checkpoint_root(env) / query
+    aside = checkpoint.with_name(f"{query}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
+    if stream_driver_pids():
+        raise RuntimeError("stop the stream first (runbook.stop_stream, or pause cdc_stream and mark its task failed)")
+    checkpoint.rename(aside)
+    (stream_checkpoint_root(env) / names.STREAM_PROGRESS_DIR / f"{query}.failure.json").unlink(missing_ok=True)
+    return aside
 
 
 def describe_processes(pids: list[int]) -> str:
