@@ -99,6 +99,40 @@ def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exact
     assert sorted((r.id, r.engagement_pct) for r in rows) == [(rid, None) for rid in sorted(odd_rows)]
 
 
+def test_a_burst_of_100000_deletes_reaches_every_sink_and_leaves_only_expiring_fences(
+        stream, stack_env, pg, cassandra, api):
+    import random
+
+    import redis
+
+    known = content_ids(pg)
+    with pg.cursor() as cur:
+        cur.execute(f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, "
+                    "device, raw_payload) SELECT %s::uuid, gen_random_uuid(), 'play', now() - (g % 300) * "
+                    "interval '1 second', g % 600000, 'tv', '{}' FROM generate_series(1, 100000) g RETURNING id",
+                    (known[0],))
+        ids = [r[0] for r in cur.fetchall()]
+    pg.commit()
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
+    assert comparison.equal, comparison.summary()
+    with pg.cursor() as cur:
+        cur.execute(f"DELETE FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (ids,))
+    pg.commit()
+
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
+    assert comparison.equal, comparison.summary()
+    assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
+    sample = random.Random(5).sample(ids, 1000)
+    assert_rest_holds_each_change_once(api, {rid: 2 for rid in sample})
+    client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
+    pipe = client.pipeline(transaction=False)
+    for rid in sample:
+        pipe.pttl(f"{names.REDIS_ROW_PREFIX}{rid}")
+    ttls = pipe.execute()
+    # Each deleted row keeps only a fence, and the fence expires after the replay horizon.
+    assert all(0 < ttl <= semantics.DELETED_ROW_FENCE_TTL_MS for ttl in ttls), sorted(ttls)[:5]
+
+
 def json_payload_of(size: int) -> str:
     return json.dumps({"blob": "x" * size})
 
