@@ -173,13 +173,12 @@ def failure_metrics(checkpoint_root: Path, metrics: Metrics, queries: tuple[str,
 
 
 def _first_meaningful_line(error: str, limit: int = 300) -> str:
-    """The line that says what went wrong: Spark's errors open with the exception class and
-    message, then a long JVM stack; Python's tracebacks end with it."""
-    lines = [line.strip() for line in error.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    first = next((line for line in lines if "Exception" in line or "Error" in line), lines[0])
-    return first[:limit]
+    """The line that says what went wrong: the exception's message opens the report (a Spark
+    error, "[ERROR_CLASS] message"); stack frames and traceback headers do not say it."""
+    for line in (raw.strip() for raw in error.splitlines()):
+        if line and not line.startswith(("Traceback", "File ", "at ", "...")):
+            return line[:limit]
+    return ""
 
 
 def core_metrics(checkpoint_root: Path, metrics: Metrics, now: float | None = None) -> None:
