@@ -16,8 +16,10 @@ import importlib
 import json
 import logging
 import os
+import faulthandler
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -367,27 +369,41 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
     return 0
 
 
-def arm_hard_stop(after_s: float, exit_code: int = 3) -> threading.Thread:
+def arm_hard_stop(after_s: float, exit_code: int = 3, last_resort_after_s: float = 15.0,
+                  dump_dir: str | Path | None = None) -> threading.Thread:
     """Bound a stop: a driver still alive ``after_s`` from now exits hard, taking its
     spark-submit JVM with it, whatever it waits for (a JVM shutdown hook, a sink's thread
-    that interpreter shutdown would join, a query whose stop() never returns)."""
+    that interpreter shutdown would join, a query whose stop() never returns).
+
+    A thread does it; should that thread never run again (the GIL held by a call that blocks,
+    as in a CI run where the orphaned driver slept on after its JVM was gone), faulthandler's
+    C timer ends the process ``last_resort_after_s`` later with status 1, and leaves every
+    thread's stack in ``dump_dir`` (the temp dir by default) to show where it hung."""
     def expire() -> None:
         time.sleep(after_s)
-        log.error("the stream did not stop within %.0fs of the stop request; exiting hard "
-                  "(interrupted micro-batches re-run from their checkpoints on the next start)", after_s)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        parent = spark_submit_parent()
-        if parent is not None:
-            try:
+        try:
+            # The JVM that relays this process's output may be gone: logging can fail, exiting must not.
+            log.error("the stream did not stop within %.0fs of the stop request; exiting hard "
+                      "(interrupted micro-batches re-run from their checkpoints on the next start)", after_s)
+            parent = spark_submit_parent()
+            if parent is not None:
                 os.kill(parent, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os._exit(exit_code)
+        except BaseException:  # noqa: BLE001 - nothing may stand between the deadline and the exit
+            pass
+        finally:
+            os._exit(exit_code)
 
     timer = threading.Thread(target=expire, name="cdc-hard-stop", daemon=True)
     timer.start()
+    dump_path = Path(dump_dir or tempfile.gettempdir()) / f"cdc-stream-{os.getpid()}-hard-stop.txt"
+    dump = open(dump_path, "w")  # noqa: SIM115 - faulthandler writes to it, maybe long after this returns
+    _HARD_STOP_DUMPS.append(dump)
+    faulthandler.dump_traceback_later(after_s + last_resort_after_s, exit=True, file=dump)
+    log.info("the driver exits by itself within %.0fs, or is ended (stacks then in %s)", after_s, dump_path)
     return timer
+
+
+_HARD_STOP_DUMPS: list = []  # the dump files stay open for faulthandler
 
 
 def spark_submit_parent() -> int | None:

@@ -38,6 +38,37 @@ def test_a_driver_that_cannot_stop_exits_hard_once_its_deadline_passes():
     assert 1.0 <= elapsed < 30
 
 
+def test_the_hard_stop_exits_even_when_its_output_is_gone():
+    """The spark-submit JVM relays the driver's output; once it is gone, writing raises
+    BrokenPipeError, which must not keep the driver from exiting."""
+    code = STUCK_DRIVER.format(paths=[str(REPO / "include"), str(REPO / "spark_jobs")], after_s=1.0)
+    code = code.replace("from cdc_stream import job", "from cdc_stream import job\n"
+                        "import logging, os\n"
+                        "logging.basicConfig()\n"
+                        "read_end, write_end = os.pipe()\n"
+                        "os.close(read_end)\n"
+                        "os.dup2(write_end, 2)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+
+
+def test_a_driver_whose_threads_can_never_run_again_is_ended_by_the_last_resort(tmp_path):
+    """The main thread holds the GIL in a blocking C call (PyDLL does not release it), so no
+    Python thread runs: faulthandler's C timer ends the process and dumps where it hung."""
+    code = textwrap.dedent(f"""
+        import ctypes, sys
+        sys.path[:0] = {[str(REPO / "include"), str(REPO / "spark_jobs")]!r}
+        from cdc_stream import job
+        job.arm_hard_stop(1.0, last_resort_after_s=1.0, dump_dir={str(tmp_path)!r})
+        ctypes.PyDLL(None).sleep(30)
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 20
+    [dump] = tmp_path.glob("cdc-stream-*-hard-stop.txt")
+    assert "Thread" in dump.read_text()
+
+
 def test_the_hard_stop_waits_for_its_deadline():
     returncode, elapsed, _ = run_stuck_driver(after_s=4.0)
     assert returncode == 3
