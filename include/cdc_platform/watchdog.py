@@ -167,9 +167,9 @@ def failure_metrics(checkpoint_root: Path, metrics: Metrics, queries: tuple[str,
     for query in queries:
         report = read_progress(checkpoint_root, f"{query}.failure")
         if report:
-            error = str(report.get("error") or "").strip()
-            metrics.failing_queries[query] = {"failures": int(report.get("failures") or 0),
-                                              "error": _first_meaningful_line(error)}
+            # The stream names the cause; a report from an older stream has only the error.
+            cause = report.get("cause") or _first_meaningful_line(str(report.get("error") or ""))
+            metrics.failing_queries[query] = {"failures": int(report.get("failures") or 0), "error": cause}
 
 
 def _first_meaningful_line(error: str, limit: int = 300) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import importlib
 import json
 import logging
 import os
-import faulthandler
+import re
 import signal
 import sys
 import tempfile
@@ -242,6 +243,28 @@ def error_digest(error: str, keep: int = 2000) -> str:
     return f"{error[:keep]}\n...\n{error[-keep:]}"
 
 
+_ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_]+(?:\.[A-Z0-9_]+)*)\]")
+# Error classes that only wrap the one that says what happened.
+_WRAPPING_ERROR_CLASSES = {"STREAM_FAILED", "FOREACH_BATCH_USER_FUNCTION_ERROR", "PYTHON_EXCEPTION"}
+_EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?[\w.$]+(?:Exception|Error)\b:")
+_WRAPPING_EXCEPTIONS = ("py4j.protocol.Py4JJavaError", "Py4JJavaError", "pyspark.errors.exceptions.captured.")
+
+
+def error_cause(error: str, limit: int = 400) -> str:
+    """The one line of a failure that says what happened. Spark's own errors name a class
+    ("[KAFKA_DATA_LOSS.COULD_NOT_READ_OFFSET_RANGE] Some data may have been lost ..."), under
+    wrappers that name theirs; a Python error raised in a batch ends its traceback, under py4j."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    for line in lines:
+        for match in _ERROR_CLASS.finditer(line):
+            if match.group(1).split(".")[0] not in _WRAPPING_ERROR_CLASSES:
+                return line[match.start():][:limit]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line) and not line.startswith(_WRAPPING_EXCEPTIONS)]
+    if exceptions:
+        return exceptions[-1][:limit]
+    return (lines[0] if lines else "")[:limit]
+
+
 class SupervisedQuery:
     """A query that is restarted alone, after a growing backoff, whenever it fails."""
 
@@ -315,7 +338,8 @@ class SupervisedQuery:
         log.error("query %s failed (%d in a row); restarting it in %.0fs, the other queries go on: %s",
                   self.name, self.failures, backoff, error)
         record_progress(self.config.checkpoint_root, self._failure_report,
-                        {"error": error_digest(error), "failures": self.failures, "restart_in_s": backoff})
+                        {"cause": error_cause(error), "error": error_digest(error), "failures": self.failures,
+                         "restart_in_s": backoff})
 
     def stop(self, deadline: float) -> None:
         """Stop between micro-batches, so the running batch completes. A batch outliving the

@@ -93,3 +93,27 @@ def test_only_the_python_driver_is_told_to_stop_not_the_workers():
         for proc in (driver, worker):
             proc.kill()
             proc.wait()
+
+
+SPARK_DATA_LOSS = """An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):
+  File "/x/py4j/clientserver.py", line 644, in _call_proxy
+    return_value = getattr(self.pool[obj_id], method)(*params)
+py4j.protocol.Py4JJavaError: An error occurred while calling o123.save.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 5.0 failed 1 times, most recent failure: Lost task 0.0 in stage 5.0 (TID 7) (127.0.0.1 executor driver): org.apache.spark.SparkException: [KAFKA_DATA_LOSS.COULD_NOT_READ_OFFSET_RANGE] Some data may have been lost because they are not available in Kafka any more;
+either the data was aged out by Kafka or the topic may have been deleted before all the data in the
+\tat org.apache.spark.sql.kafka010.KafkaExceptions$.couldNotReadOffsetRange(KafkaExceptions.scala:60)
+"""
+PYTHON_SINK_ERROR = """[STREAM_FAILED] Query [id = 1, runId = 2] terminated with exception: An exception was raised by the Python Proxy.
+Traceback (most recent call last):
+  File "/x/cdc_stream/redis_sink.py", line 80, in write_batch
+py4j.protocol.Py4JJavaError: An error occurred while calling o9.collect.
+redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.
+"""
+
+
+def test_a_failures_cause_is_the_line_that_says_what_happened():
+    assert job.error_cause(SPARK_DATA_LOSS).startswith(
+        "[KAFKA_DATA_LOSS.COULD_NOT_READ_OFFSET_RANGE] Some data may have been lost")
+    assert job.error_cause(PYTHON_SINK_ERROR) == (
+        "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    assert job.error_cause("query stopped") == "query stopped"
