@@ -284,7 +284,9 @@ class SupervisedQuery:
         if self.query is not None and self.query.isActive:
             if self.failures and now - self.started_at > MAX_RESTART_BACKOFF_S:
                 self.failures = 0  # healthy for a while: the next failure starts the backoff over
-            self._report_progress()
+                clear_progress(self.config.checkpoint_root, self._failure_report)
+            if self._report_progress() and self.failures:
+                clear_progress(self.config.checkpoint_root, self._failure_report)
             return
         if self.query is not None:
             self._failed(now, str(self.query.exception() or "query stopped"))
@@ -294,7 +296,8 @@ class SupervisedQuery:
         try:
             self.query = self._start()
             self.started_at = now
-            clear_progress(self.config.checkpoint_root, self._failure_report)
+            # The failure report stays until the query proves itself (a batch, or a minute up):
+            # a query that starts and fails again at once is still failing for whoever looks.
             log.info("started query %s (checkpoint %s)", self.name, self.config.checkpoint(self.name))
         except Exception as exc:  # noqa: BLE001 - a query that cannot start waits and retries
             self._failed(now, f"{type(exc).__name__}: {exc}")
@@ -303,9 +306,11 @@ class SupervisedQuery:
     def _failure_report(self) -> str:
         return f"{self.name}.failure"
 
-    def _report_progress(self) -> None:
+    def _report_progress(self) -> bool:
         """Publish each finished micro-batch once: the foreachBatch function's report, completed
-        with Spark's own account (input rows, where the time went, the observed counts)."""
+        with Spark's own account (input rows, where the time went, the observed counts).
+        True when a batch was published."""
+        published = False
         for progress in self.query.recentProgress:
             # An idle trigger reports the id of the batch that has not run yet, so progress is
             # told apart by when its trigger started, not by batch id.
@@ -330,6 +335,8 @@ class SupervisedQuery:
             log.info("%s batch=%s %s spark_ms=%s", self.name, batch_id, summary,
                      (progress.get("durationMs") or {}).get("triggerExecution"))
             record_progress(self.config.checkpoint_root, self.name, report)
+            published = True
+        return published
 
     def _failed(self, now: float, error: str) -> None:
         self.failures += 1

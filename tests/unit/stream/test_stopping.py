@@ -117,3 +117,36 @@ def test_a_failures_cause_is_the_line_that_says_what_happened():
     assert job.error_cause(PYTHON_SINK_ERROR) == (
         "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.")
     assert job.error_cause("query stopped") == "query stopped"
+
+
+class FakeQuery:
+    """What SupervisedQuery reads of a StreamingQuery."""
+
+    def __init__(self, active: bool, error: str | None = None):
+        self.isActive = active
+        self._error = error
+        self.recentProgress: list[dict] = []
+        self.name = "core"
+
+    def exception(self):
+        return self._error
+
+
+def test_a_failure_report_stays_until_the_restarted_query_runs_a_batch(tmp_path):
+    from cdc_platform import names
+    from cdc_stream.config import JobConfig, SinkSettings
+
+    config = JobConfig(settings=SinkSettings("b:1", "h", 1), checkpoint_root=str(tmp_path))
+    queries = [FakeQuery(True), FakeQuery(True)]
+    supervised = job.SupervisedQuery("core", lambda: queries.pop(0), config, job.BatchReports())
+    report = tmp_path / names.STREAM_PROGRESS_DIR / "core.failure.json"
+    supervised.poll(0.0)
+    first = supervised.query
+    first.isActive, first._error = False, "[KAFKA_DATA_LOSS.X] Some data may have been lost"
+    supervised.poll(1.0)
+    assert report.exists()
+    supervised.poll(10.0)  # restarted after its backoff, no batch yet: still failing for whoever looks
+    assert supervised.query is not None and report.exists()
+    supervised.query.recentProgress = [{"timestamp": "2026-11-27T12:00:00", "batchId": 7, "numInputRows": 3}]
+    supervised.poll(11.0)
+    assert not report.exists()
