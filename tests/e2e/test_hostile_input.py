@@ -108,8 +108,8 @@ def test_a_burst_of_100000_deletes_reaches_every_sink_and_leaves_only_expiring_f
     known = content_ids(pg)
     with pg.cursor() as cur:
         cur.execute(f"INSERT INTO {names.PG_EVENTS_TABLE} (content_id, user_id, event_type, event_ts, duration_ms, "
-                    "device, raw_payload) SELECT %s::uuid, gen_random_uuid(), 'play', now() - (g % 300) * "
-                    "interval '1 second', g % 600000, 'tv', '{}' FROM generate_series(1, 100000) g RETURNING id",
+                    "device, raw_payload) SELECT %s::uuid, gen_random_uuid(), 'play', now() - mod(g, 300) * "
+                    "interval '1 second', mod(g, 600000), 'tv', '{}' FROM generate_series(1, 100000) g RETURNING id",
                     (known[0],))
         ids = [r[0] for r in cur.fetchall()]
     pg.commit()
