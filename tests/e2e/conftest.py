@@ -63,8 +63,19 @@ def provisioned(airflow, stack_env):
 
 @pytest.fixture
 def stream(provisioned, stack_env):
-    """Provisioned and streaming: each test starts with the stream running, even when the test
-    before it stopped the stream and failed before it could start it again."""
+    """Provisioned and streaming: each test starts with the connector registered and the stream
+    running, even when the test before it took either away and failed before it could restore it."""
+    from cdc_platform import names
+    from cdc_platform.kafka_connect import KafkaConnectClient
+
+    connect = KafkaConnectClient(stack_env["CONNECT_URL"])
+    state = connect.status(names.CONNECTOR_NAME)
+    if state is None:
+        run = runbook.run_dag(provisioned, "cdc_provision")
+        assert run["state"] == "success", run["task_instances"]
+    elif state.connector in ("PAUSED", "STOPPED"):
+        connect.resume(names.CONNECTOR_NAME)
+        connect.wait_running(names.CONNECTOR_NAME)
     runbook.start_stream(provisioned, stack_env, timeout=300)
     return provisioned
 
