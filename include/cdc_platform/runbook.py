@@ -77,19 +77,39 @@ def start_stream(client: AirflowClient, env, timeout: float = 240, log: Callable
         time.sleep(2)
 
 
-def stop_stream(client: AirflowClient, env, timeout: float = 300) -> None:
+ACTIVE_TASK_STATES = ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
+
+
+def stop_stream(client: AirflowClient, env, timeout: float = 300, quiet_s: float = 10) -> list[tuple[str, int]]:
     """Stop the stream as a user does in the UI: pause cdc_stream, mark its running task failed,
-    then wait until the driver has finished its micro-batches and exited."""
+    then wait until the driver has finished its micro-batches and exited. A run the scheduler
+    had already queued when the DAG was paused still starts; its task is marked failed too, so
+    the stream counts as stopped only once no driver and no active task was seen for ``quiet_s``.
+    Returns the (run id, try number) of each task it stopped that had been running."""
     client.set_paused("cdc_stream", True)
-    for run in client.runs("cdc_stream", limit=5):
-        if run["state"] not in ("running", "queued"):
-            continue
-        for ti in client.task_instances("cdc_stream", run["dag_run_id"]):
-            if ti["state"] in ("running", "queued", "scheduled", "up_for_retry", "up_for_reschedule"):
-                client.set_task_state("cdc_stream", run["dag_run_id"], ti["task_id"], "failed")
+    stopped: list[tuple[str, int]] = []
     deadline = time.monotonic() + timeout
-    while pids := stream_driver_pids():
-        if time.monotonic() > deadline:
+    quiet_since = None
+    while True:
+        active = 0
+        for run in client.runs("cdc_stream", limit=5):
+            if run["state"] not in ("running", "queued"):
+                continue
+            for ti in client.task_instances("cdc_stream", run["dag_run_id"]):
+                if ti["state"] in ACTIVE_TASK_STATES:
+                    active += 1
+                    if ti["state"] == "running":
+                        stopped.append((run["dag_run_id"], int(ti.get("try_number") or 1)))
+                    client.set_task_state("cdc_stream", run["dag_run_id"], ti["task_id"], "failed")
+        pids = stream_driver_pids()
+        now = time.monotonic()
+        if active or pids:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= quiet_s:
+            return stopped
+        if now > deadline:
             raise TimeoutError(f"the stream driver still runs {timeout:.0f}s after its task was marked failed: "
                                f"{describe_processes(pids)}; last lines of its task log:\n"
                                + "\n".join(stream_task_log_tail(env)))
@@ -121,10 +141,13 @@ def describe_processes(pids: list[int]) -> str:
     return ", ".join(described)
 
 
-def stream_task_log_tail(env, lines: int = 40) -> list[str]:
-    """The last lines of the newest cdc_stream task log (the driver's own output is in it)."""
+def stream_task_log_tail(env, lines: int = 40, run_id: str | None = None, try_number: int | None = None) -> list[str]:
+    """The last lines of a cdc_stream task log (the driver's own output is in it): the one of
+    ``run_id`` and ``try_number``, or the newest."""
     root = Path(env["CDC_STATE_DIR"]) / "logs" / "airflow-tasks" / "dag_id=cdc_stream"
-    logs = sorted(root.glob("run_id=*/task_id=run_stream/attempt=*.log"), key=lambda p: p.stat().st_mtime)
+    pattern = (f"run_id={run_id}/task_id=run_stream/attempt={try_number}.log" if run_id and try_number
+               else "run_id=*/task_id=run_stream/attempt=*.log")
+    logs = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
     if not logs:
         return [f"(no task log under {root})"]
     return logs[-1].read_text(errors="replace").splitlines()[-lines:]

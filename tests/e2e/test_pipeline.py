@@ -330,8 +330,10 @@ def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
 def test_marking_the_stream_task_failed_stops_the_job_gracefully(stream, stack_env):
     assert runbook.stream_driver_pids()
     try:
-        runbook.stop_stream(stream, stack_env, timeout=120)
-        task_log = "\n".join(runbook.stream_task_log_tail(stack_env, lines=400))
+        stopped = runbook.stop_stream(stream, stack_env, timeout=120)
+        assert stopped, "no running stream task was stopped"
+        run_id, try_number = stopped[0]
+        task_log = "\n".join(runbook.stream_task_log_tail(stack_env, lines=400, run_id=run_id, try_number=try_number))
         assert "stopping after the running micro-batches" in task_log
         assert "exiting hard" not in task_log
     finally:
