@@ -12,11 +12,13 @@ DOC = """
 Provisions everything the CDC pipeline needs, idempotently (a second run changes nothing):
 
 1. **PostgreSQL**: `content`, `engagement_events` (REPLICA IDENTITY FULL), heartbeat table,
-   publication `engagement_pub`, logical slot `cdc_slot` (pgoutput).
+   publication `engagement_pub`. The logical slot `cdc_slot` (pgoutput) is Debezium's to
+   create in step 4, so its initial snapshot is the one the slot exports.
 2. **Kafka**: CDC, DLQ, parked and quarantine topics with explicit partitions and retention.
 3. **Cassandra**: keyspace `engagement` and its tables. **Redis**: reachable, `noeviction`.
 4. **Debezium**: `PUT /connectors/engagement-postgres-cdc/config`, then waits for the connector
-   and its task to be RUNNING.
+   and its task to be RUNNING (on a first registration Debezium creates the slot, waiting for
+   the transactions already open, and snapshots).
 5. **Canary**: a change written to the heartbeat table must reach Kafka before the run succeeds.
 
 Connections: `postgres_default`, `kafka_default`, `cassandra_default`, `redis_default`,

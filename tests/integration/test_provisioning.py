@@ -12,7 +12,7 @@ def test_provisioning_twice_changes_nothing_the_second_time(stack_env, pg_conn):
     second = provision_from_env(stack_env)
 
     assert first["connector"]["connector"] == "RUNNING" and first["connector"]["tasks"] == ["RUNNING"]
-    assert second["postgres"] == {"publication": False, "slot": False}
+    assert second["postgres"] == {"publication": False}
     assert second["topics_created"] == []
     assert second["connector"]["created"] is False and second["connector"]["changed"] is False
     assert second["connector"]["tasks"] == ["RUNNING"]
