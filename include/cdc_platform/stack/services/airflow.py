@@ -149,4 +149,15 @@ def services(cfg: StackConfig, secrets: dict[str, str]) -> list[Service]:
             # The scheduler's LocalExecutor workers and their tasks (spark-submit) live in this group.
             stopwaitsecs=60,
         ))
+    built.append(Service(
+        name="airflow-scheduler-liveness",
+        command=[str(cfg.venv / "bin" / "python"), "-m", "cdc_platform.stack.scheduler_liveness",
+                 "--health-url", f"http://{cfg.host}:{cfg.ports['airflow']}/api/v2/monitor/health",
+                 "--alerts-url", env["ALERTS_URL"]],
+        port=None,
+        ready=lambda: True,
+        ready_timeout=10,
+        environment=env,
+        directory=cfg.airflow_home,
+    ))
     return built
