@@ -131,7 +131,7 @@ def _tree_memory(pid: int) -> int:
 
 def print_status(cfg: StackConfig, supervisor: Supervisor, services) -> int:
     infos = supervisor.all_info()
-    print(f"{'SERVICE':<24} {'STATE':<9} {'PORT':>6} {'PID':>8} {'PSS MiB':>8}  UPTIME")
+    print(f"{'SERVICE':<27} {'STATE':<9} {'PORT':>6} {'PID':>8} {'PSS MiB':>8}  UPTIME")
     total = 0
     bad = 0
     for svc in services:
@@ -142,8 +142,8 @@ def print_status(cfg: StackConfig, supervisor: Supervisor, services) -> int:
         total += rss
         uptime = info["description"].split("uptime ")[-1] if info and state == "RUNNING" else ""
         bad += state != "RUNNING"
-        print(f"{svc.name:<24} {state:<9} {svc.port or '-':>6} {pid or '-':>8} {rss / 2**20:>8.0f}  {uptime}")
-    print(f"{'total':<24} {'':<9} {'':>6} {'':>8} {total / 2**20:>8.0f}")
+        print(f"{svc.name:<27} {state:<9} {svc.port or '-':>6} {pid or '-':>8} {rss / 2**20:>8.0f}  {uptime}")
+    print(f"{'total':<27} {'':<9} {'':>6} {'':>8} {total / 2**20:>8.0f}")
     return 0 if bad == 0 else 3
 
 
