@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the local stack needs, idempotently; a second run downloads nothing.
-#   - Debian packages: postgresql, redis-server, chromium (headless, for the Airflow UI test)
+#   - Debian packages: postgresql, redis-server, chromium (headless, for the Airflow UI test),
+#     docker-compose (only its `config` runs: the test that checks docker/compose.yaml)
 #   - a Python venv in the state dir with requirements.txt (pinned by include/stack/constraints.txt)
 #   - JVM artifacts from Maven Central (include/stack/jars/pom.xml) into the state dir
 # Each step records a stamp (hash of its inputs) and is skipped while the stamp matches.
@@ -31,7 +32,7 @@ command -v java >/dev/null || [ -n "${JAVA_HOME:-}" ] || { echo "error: Java 17+
 command -v mvn >/dev/null || { echo "error: Maven not found; install maven (apt-get install maven)" >&2; exit 1; }
 
 # --- Debian packages ---
-apt_pkgs=(postgresql redis-server chromium)
+apt_pkgs=(postgresql redis-server chromium docker-compose)
 missing=()
 for pkg in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

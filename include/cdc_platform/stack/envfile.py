@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from cdc_platform import connections as conn_ids
@@ -69,41 +70,66 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "SPARK_KAFKA_JARS": spark_kafka_jars(cfg),
         "SPARK_CHECKPOINT_ROOT": str(cfg.checkpoints),
     }
-    connections = {
+    connections = airflow_connections(
+        lambda service: (host, ports[service]), lambda name: secrets[name],
+        str(connect_secrets_file(cfg.secrets)))
+    for conn_id, conn in connections.items():
+        values[_conn_env(conn_id)] = json.dumps(conn, separators=(",", ":"))
+    return values
+
+
+# Where each connection points: the local stack passes its host and ports, the compose file
+# its service names; secrets are values here and ${VARIABLES} there (cdc_platform.stack.compose).
+Endpoint = Callable[[str], tuple[str, int]]
+Secret = Callable[[str], str]
+
+CONNECT_SECRETS_FILE_NAME = "connect-secrets.properties"
+
+
+def connect_secrets_file(secrets_dir) -> Path:
+    """Connector configs reference secrets as ${file:<this path>:<key>}; never inline."""
+    return Path(secrets_dir) / CONNECT_SECRETS_FILE_NAME
+
+
+def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path: str) -> dict[str, dict]:
+    """Every Airflow connection the DAGs and the stream use, by conn id: the one definition of
+    the local stack's ``AIRFLOW_CONN_*`` and the compose deployment's."""
+    def at(service: str) -> dict:
+        host, port = endpoint(service)
+        return {"host": host, "port": port}
+
+    kafka_host, kafka_port = endpoint("kafka")
+    return {
         conn_ids.POSTGRES_CONN_ID: {
-            "conn_type": "postgres", "host": host, "port": ports["postgres"], "schema": ENGAGEMENT_DB,
-            "login": ENGAGEMENT_USER, "password": secrets["engagement_password"],
+            "conn_type": "postgres", **at("postgres"), "schema": ENGAGEMENT_DB,
+            "login": ENGAGEMENT_USER, "password": secret("engagement_password"),
         },
         conn_ids.KAFKA_CONN_ID: {
-            "conn_type": "kafka", "extra": {"bootstrap.servers": values["KAFKA_BOOTSTRAP"]},
+            "conn_type": "kafka", "extra": {"bootstrap.servers": f"{kafka_host}:{kafka_port}"},
         },
         conn_ids.KAFKA_CONNECT_CONN_ID: {
-            "conn_type": "http", "host": host, "port": ports["connect"], "schema": "http",
-            # How connectors on this worker reference the database password (a config provider).
+            "conn_type": "http", **at("connect"), "schema": "http",
             # Connectors on this worker log in to the database as their own role, with a password
             # referenced through a config provider (it never enters Connect's config topic).
             "extra": {"database_user": names.PG_CDC_ROLE,
-                      "database_password_ref": f"${{file:{cfg.secrets / 'connect-secrets.properties'}:postgres.password}}"},
+                      "database_password_ref": f"${{file:{connect_secrets_path}:postgres.password}}"},
         },
         conn_ids.CASSANDRA_CONN_ID: {
-            "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
-            "login": names.CASSANDRA_ADMIN_ROLE, "password": secrets["cassandra_admin_password"],
+            "conn_type": "cassandra", **at("cassandra"),
+            "login": names.CASSANDRA_ADMIN_ROLE, "password": secret("cassandra_admin_password"),
         },
         conn_ids.CASSANDRA_SINK_CONN_ID: {
-            "conn_type": "cassandra", "host": host, "port": ports["cassandra"],
-            "login": names.CASSANDRA_SINK_ROLE, "password": secrets["cassandra_sink_password"],
+            "conn_type": "cassandra", **at("cassandra"),
+            "login": names.CASSANDRA_SINK_ROLE, "password": secret("cassandra_sink_password"),
         },
         conn_ids.REDIS_CONN_ID: {
-            "conn_type": "redis", "host": host, "port": ports["redis"],
-            "password": secrets["redis_password"], "extra": {"db": 0},
+            "conn_type": "redis", **at("redis"), "password": secret("redis_password"), "extra": {"db": 0},
         },
         conn_ids.ALERTS_CONN_ID: {
-            "conn_type": "http", "host": host, "port": ports["alerts"], "schema": "http",
-            "extra": {"endpoint": "/alerts"},
+            "conn_type": "http", **at("alerts"), "schema": "http", "extra": {"endpoint": "/alerts"},
         },
         conn_ids.REST_API_CONN_ID: {
-            "conn_type": "http", "host": host, "port": ports["restapi"], "schema": "http",
-            "password": secrets["api_token"],
+            "conn_type": "http", **at("restapi"), "schema": "http", "password": secret("api_token"),
         },
         conn_ids.SPARK_CONN_ID: {
             # More task slots than cores: a sink task holds its slot while it waits on Cassandra,
@@ -112,9 +138,6 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
         },
     }
-    for conn_id, conn in connections.items():
-        values[_conn_env(conn_id)] = json.dumps(conn, separators=(",", ":"))
-    return values
 
 
 def write(path: Path, values: dict[str, str]) -> None:

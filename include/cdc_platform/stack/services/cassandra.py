@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cdc_platform import names
 from cdc_platform.stack.config import StackConfig
+from cdc_platform.stack.cassandra_roles import DEFAULT_SUPERUSER
 from cdc_platform.stack.service import Service, StackError, java_command
 
 # conf/jvm17-server.options of Cassandra 5.0: without these the daemon dies on Java 17.
@@ -37,7 +38,6 @@ JVM17_OPTS = [
 ]
 
 # What CassandraRoleManager creates on the first start; after_ready drops it.
-DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 LOGBACK = """\
 <configuration scan="false">
@@ -160,28 +160,9 @@ auto_snapshot: false
         return False
 
     def after_ready() -> None:
-        """The generated admin replaces the well-known default superuser; the sink gets its own
-        role. Its permissions on the keyspace are granted by provisioning, which creates it."""
-        from cassandra.cluster import NoHostAvailable
+        from cdc_platform.stack.cassandra_roles import ensure_roles
 
-        try:
-            cluster, session = connect(admin)
-        except NoHostAvailable:
-            cluster, session = connect(DEFAULT_SUPERUSER)
-            try:
-                session.execute(f"CREATE ROLE IF NOT EXISTS {names.CASSANDRA_ADMIN_ROLE} "
-                                "WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s", (admin[1],))
-            finally:
-                cluster.shutdown()
-            cluster, session = connect(admin)
-        try:
-            session.execute(f"DROP ROLE IF EXISTS {DEFAULT_SUPERUSER[0]}")
-            session.execute(f"CREATE ROLE IF NOT EXISTS {names.CASSANDRA_SINK_ROLE} WITH LOGIN = true AND PASSWORD = %s",
-                            (secrets["cassandra_sink_password"],))
-            session.execute(f"ALTER ROLE {names.CASSANDRA_SINK_ROLE} WITH PASSWORD = %s",
-                            (secrets["cassandra_sink_password"],))
-        finally:
-            cluster.shutdown()
+        ensure_roles(cfg.host, port, admin[1], secrets["cassandra_sink_password"])
 
     return Service(
         name="cassandra",

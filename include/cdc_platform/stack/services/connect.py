@@ -13,8 +13,9 @@ TRANSFORMS_PLUGIN = "cdc-connect-transforms"
 
 
 def secrets_properties_path(cfg: StackConfig):
-    """Connector configs reference secrets as ${file:<this path>:<key>}; never inline."""
-    return cfg.secrets / "connect-secrets.properties"
+    from cdc_platform.stack.envfile import connect_secrets_file
+
+    return connect_secrets_file(cfg.secrets)
 
 
 def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
