@@ -2,13 +2,16 @@
 
 Every path is under one state dir (default ``<repo>/.stack``, or ``$CDC_STATE_DIR``).
 Ports have the usual defaults and are overridden by ``CDC_PORT_<NAME>`` in the
-environment or in ``<repo>/stack.env`` (a ``KEY=VALUE`` file, gitignored).
+environment or in ``<repo>/stack.env`` (a ``KEY=VALUE`` file, gitignored); so are the heaps
+(``CDC_HEAP_<NAME>``) and the stream's Spark master (``CDC_SPARK_MASTER``).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from cdc_platform import names
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,6 +27,10 @@ DEFAULT_PORTS: dict[str, int] = {
     "airflow": 8080,
     "alerts": 8091,
     "restapi": 8090,
+    # A Spark standalone cluster, started only on demand (cdc_platform.stack.spark_standalone).
+    "spark_master": 7077,
+    "spark_master_ui": 18080,
+    "spark_worker_ui": 18081,
 }
 
 # Heaps are deliberately small so the whole stack fits in about 6 GiB on 2 cores.
@@ -78,6 +85,9 @@ class StackConfig:
     repo_root: Path = REPO_ROOT
     host: str = "127.0.0.1"
     java: str = "java"
+    # The stream's Spark master (the spark_default connection): local mode by default;
+    # CDC_SPARK_MASTER=spark://host:port, k8s://... or yarn runs it on a cluster.
+    spark_master: str = names.EMBEDDED_SPARK_MASTER
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None) -> "StackConfig":
@@ -90,7 +100,8 @@ class StackConfig:
         }
         java_home = overrides.get("CDC_JAVA_HOME") or os.environ.get("JAVA_HOME")
         java = str(Path(java_home) / "bin" / "java") if java_home else "java"
-        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java)
+        spark_master = overrides.get("CDC_SPARK_MASTER") or names.EMBEDDED_SPARK_MASTER
+        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java, spark_master=spark_master)
 
     # Layout of the state dir.
     @property

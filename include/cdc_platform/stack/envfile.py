@@ -72,7 +72,7 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
     }
     connections = airflow_connections(
         lambda service: (host, ports[service]), lambda name: secrets[name],
-        str(connect_secrets_file(cfg.secrets)))
+        str(connect_secrets_file(cfg.secrets)), spark_master=cfg.spark_master)
     for conn_id, conn in connections.items():
         values[_conn_env(conn_id)] = json.dumps(conn, separators=(",", ":"))
     return values
@@ -91,7 +91,8 @@ def connect_secrets_file(secrets_dir) -> Path:
     return Path(secrets_dir) / CONNECT_SECRETS_FILE_NAME
 
 
-def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path: str) -> dict[str, dict]:
+def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path: str,
+                        spark_master: str = names.EMBEDDED_SPARK_MASTER) -> dict[str, dict]:
     """Every Airflow connection the DAGs and the stream use, by conn id: the one definition of
     the local stack's ``AIRFLOW_CONN_*`` and the compose deployment's."""
     def at(service: str) -> dict:
@@ -134,7 +135,7 @@ def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path
         conn_ids.SPARK_CONN_ID: {
             # More task slots than cores: a sink task holds its slot while it waits on Cassandra,
             # Redis or HTTP, and the other queries' tasks must not queue behind it.
-            "conn_type": "spark", "host": names.EMBEDDED_SPARK_MASTER,
+            "conn_type": "spark", "host": spark_master,
             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
         },
     }
