@@ -85,7 +85,10 @@ def _stack_processes(cfg: StackConfig) -> list[int]:
 
 
 def cmd_down(cfg: StackConfig, args: argparse.Namespace) -> int:
+    from cdc_platform.stack import spark_standalone
+
     _, services = _services(cfg)
+    spark_standalone.down(cfg)  # a standalone cluster started for the stream, if any
     supervisor = Supervisor(cfg)
     if supervisor.running():
         for svc in reversed(services):

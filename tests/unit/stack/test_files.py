@@ -46,6 +46,13 @@ def test_env_has_the_documented_names_and_matching_airflow_connections(tmp_path)
     assert spark["host"] == names.EMBEDDED_SPARK_MASTER
 
 
+def test_the_spark_connection_follows_cdc_spark_master(tmp_path):
+    cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path), "CDC_SPARK_MASTER": "spark://10.0.0.5:7077"})
+    values = envfile.build(cfg, secrets.load_or_create(cfg.secrets))
+    spark = json.loads(values[f"AIRFLOW_CONN_{connections.SPARK_CONN_ID.upper()}"])
+    assert spark["host"] == "spark://10.0.0.5:7077" and spark["extra"]["deploy-mode"] == "client"
+
+
 def test_supervisor_config_escapes_percent_and_launches_env_programs(tmp_path):
     cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path)})
     svc_plain = Service(name="plain", command=["/bin/echo", "100%"], port=1, ready=lambda: True)
