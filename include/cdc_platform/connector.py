@@ -9,13 +9,15 @@ import json
 from pathlib import Path
 
 from cdc_platform import names, semantics
+from cdc_platform.cluster import ClusterSettings
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "connectors" / f"{names.CONNECTOR_NAME}.json"
 
 
 def render(pg_host: str, pg_port: int, pg_user: str, password_ref: str,
-           template: Path = TEMPLATE) -> dict[str, str]:
+           template: Path = TEMPLATE, settings: ClusterSettings | None = None) -> dict[str, str]:
     """``password_ref`` is a Connect config-provider reference such as ``${file:/path:key}``."""
+    settings = settings or ClusterSettings.from_env()
     if not password_ref.startswith("${"):
         raise ValueError("the database password must be a config-provider reference, not a literal secret")
     values = {
@@ -32,6 +34,8 @@ def render(pg_host: str, pg_port: int, pg_user: str, password_ref: str,
         "OVERSIZED_VALUE_PLACEHOLDER": semantics.OVERSIZED_VALUE_PLACEHOLDER,
         "MAX_CAPTURED_VALUE_BYTES": str(semantics.MAX_CAPTURED_VALUE_BYTES),
         "MAX_MESSAGE_BYTES": str(semantics.MAX_MESSAGE_BYTES),
+        "KAFKA_REPLICATION_FACTOR": str(settings.kafka_replication_factor),
+        "KAFKA_EVENT_PARTITIONS": str(settings.kafka_event_partitions),
         "TABLE_INCLUDE_LIST": ",".join(
             f"public.{t}" for t in (names.PG_CONTENT_TABLE, names.PG_EVENTS_TABLE, names.PG_HEARTBEAT_TABLE)
         ),

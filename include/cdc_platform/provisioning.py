@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from cdc_platform import names, semantics
+from cdc_platform.cluster import ClusterSettings
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.kafka_connect import KafkaConnectClient
 
@@ -28,7 +30,9 @@ CANARY_TOPIC = f"{names.TOPIC_PREFIX}.public.{names.PG_HEARTBEAT_TABLE}"
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    partitions: int
+    # None: the cluster's event partitions (cluster.ClusterSettings), which set how many
+    # tasks read the topic in parallel; 1 where one partition is plenty.
+    partitions: int | None
     config: dict[str, str]
 
 
@@ -38,10 +42,10 @@ WEEK_MS = str(semantics.CHANGE_REPLAY_HORIZON_MS)
 MONTH_MS = str(30 * 24 * 3600 * 1000)
 TOPICS = (
     # Keyed by primary key: per-row order holds within a partition.
-    TopicSpec(names.EVENTS_TOPIC, 3, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
+    TopicSpec(names.EVENTS_TOPIC, None, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
     TopicSpec(names.CONTENT_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
     TopicSpec(CANARY_TOPIC, 1, {"retention.ms": str(24 * 3600 * 1000), "cleanup.policy": "delete"}),
-    TopicSpec(names.DLQ_TOPIC, 3, {"retention.ms": MONTH_MS, "cleanup.policy": "delete"}),
+    TopicSpec(names.DLQ_TOPIC, None, {"retention.ms": MONTH_MS, "cleanup.policy": "delete"}),
     TopicSpec(names.PARKED_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
     TopicSpec(names.QUARANTINE_TOPIC, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
 )
@@ -52,7 +56,7 @@ def stream_topics(event_changes: str = names.EVENT_CHANGES_TOPIC, content_change
     """The topics the stream's core query writes; the stream creates them itself when missing."""
     return (
         # Keyed by row id, as the source topic, so a sink query reads each row's changes in order.
-        TopicSpec(event_changes, 3, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
+        TopicSpec(event_changes, None, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
         TopicSpec(content_changes, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),
         # One record per waiting event, removed by a tombstone once it is resolved: compaction
         # keeps exactly the events still waiting, which is what a restarted stream reloads.
@@ -104,9 +108,19 @@ def apply_postgres_schema(conn) -> dict[str, bool]:
     return created
 
 
-def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeout: float = 30) -> list[str]:
+def new_topic_settings(spec: TopicSpec, settings: ClusterSettings) -> dict:
+    """Partitions, replication and config of a topic to create, under the cluster's settings."""
+    return {"num_partitions": spec.partitions or settings.kafka_event_partitions,
+            "replication_factor": settings.kafka_replication_factor,
+            "config": {"max.message.bytes": str(semantics.MAX_MESSAGE_BYTES), **settings.topic_config(), **spec.config}}
+
+
+def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeout: float = 30,
+                  settings: ClusterSettings | None = None) -> list[str]:
     """Create missing topics; existing ones are left alone. Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
+
+    settings = settings or ClusterSettings.from_env()
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     existing = set(admin.list_topics(timeout=timeout).topics)
@@ -114,8 +128,7 @@ def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeou
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
-                  config={"max.message.bytes": str(semantics.MAX_MESSAGE_BYTES), **t.config}) for t in missing]
+        [NewTopic(t.name, **new_topic_settings(t, settings)) for t in missing]
     )
     created = []
     for name, future in futures.items():
@@ -128,10 +141,19 @@ def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeou
     return created
 
 
-def apply_cassandra_schema(session, sink_role: str = names.CASSANDRA_SINK_ROLE) -> int:
-    """The keyspace and tables; the sink's role may then read and write in that keyspace, and
-    nothing else. Without authentication (a cluster that has none) there is nothing to grant."""
+def cassandra_statements(settings: ClusterSettings) -> list[str]:
+    """The schema file's statements, the keyspace replicated as the cluster's settings say."""
     statements = sql_statements(CQL_SCHEMA_FILE.read_text())
+    return [re.sub(r"replication = \{[^}]*\}", f"replication = {settings.cql_replication()}", s)
+            if s.upper().startswith("CREATE KEYSPACE") else s for s in statements]
+
+
+def apply_cassandra_schema(session, sink_role: str = names.CASSANDRA_SINK_ROLE,
+                           settings: ClusterSettings | None = None) -> int:
+    """The keyspace and tables; the sink's role may then read and write in that keyspace, and
+    nothing else. Without authentication (a cluster that has none) there is nothing to grant.
+    An existing keyspace keeps its replication: changing it on a live cluster needs a repair."""
+    statements = cassandra_statements(settings or ClusterSettings.from_env())
     for statement in statements:
         session.execute(statement)
     return len(statements) + grant_sink_role(session, names.CASSANDRA_KEYSPACE, sink_role)

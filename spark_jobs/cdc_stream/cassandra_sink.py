@@ -54,6 +54,7 @@ class CassandraTarget:
     content_table: str = names.CASSANDRA_CONTENT_TABLE
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    consistency: str = "LOCAL_QUORUM"
 
     def __post_init__(self) -> None:
         for name in (self.keyspace, self.events_table, self.content_table):
@@ -63,22 +64,24 @@ class CassandraTarget:
     @classmethod
     def from_settings(cls, settings) -> "CassandraTarget":
         return cls(settings.cassandra_host, settings.cassandra_port, settings.cassandra_keyspace,
-                   username=settings.cassandra_user, password=settings.cassandra_password)
+                   username=settings.cassandra_user, password=settings.cassandra_password,
+                   consistency=settings.cassandra_consistency)
 
 
-_sessions: dict[tuple[str, int, str | None], Any] = {}
+_sessions: dict[tuple[str, int, str | None, str], Any] = {}
 _prepared: dict[tuple[int, str], Any] = {}
 _lock = threading.Lock()
 
 
-def get_session(host: str, port: int, username: str | None = None, password: str | None = None):
+def get_session(host: str, port: int, username: str | None = None, password: str | None = None,
+                consistency: str = "LOCAL_QUORUM"):
     """This process's session for ``host:port`` (as ``username``); connects on first use, then reuses it."""
     with _lock:
-        session = _sessions.get((host, port, username))
+        session = _sessions.get((host, port, username, consistency))
         if session is None:
             profile = ExecutionProfile(
                 load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+                consistency_level=ConsistencyLevel.name_to_value[consistency],
                 request_timeout=30,
             )
             auth = PlainTextAuthProvider(username=username, password=password or "") if username else None
@@ -86,7 +89,7 @@ def get_session(host: str, port: int, username: str | None = None, password: str
                               execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth)
             session = cluster.connect()
             atexit.register(cluster.shutdown)
-            _sessions[(host, port, username)] = session
+            _sessions[(host, port, username, consistency)] = session
         return session
 
 
@@ -166,7 +169,7 @@ class CassandraSinkStats:
 
 def write_partition(records: Iterable, target: CassandraTarget, content_topic: str) -> Iterator[CassandraSinkStats]:
     """Apply one partition of normalized records (topic, value) to the events and content tables."""
-    session = get_session(target.host, target.port, target.username, target.password)
+    session = get_session(target.host, target.port, target.username, target.password, target.consistency)
     statements_for = {
         False: (_prepare(session, _upsert_cql(target.keyspace, target.events_table, EVENT_COLUMNS)),
                 _prepare(session, _delete_cql(target.keyspace, target.events_table))),

@@ -44,6 +44,7 @@ class SinkSettings:
     cassandra_keyspace: str = names.CASSANDRA_KEYSPACE
     cassandra_user: str | None = None
     cassandra_password: str | None = field(default=None, repr=False)
+    cassandra_consistency: str = "LOCAL_QUORUM"
     redis_url: str | None = field(default=None, repr=False)
     api_url: str | None = None
     api_token: str | None = field(default=None, repr=False)

@@ -484,6 +484,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cassandra-user", default=env_default("CASSANDRA_SINK_USER"),
                    help="the sink's Cassandra role (env CASSANDRA_SINK_USER); its password comes only from "
                         "env CASSANDRA_SINK_PASSWORD, never the command line")
+    p.add_argument("--cassandra-consistency", default=env_default("CDC_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM"),
+                   help="consistency level of the sink's writes (env CDC_CASSANDRA_CONSISTENCY)")
     p.add_argument("--redis-url", default=env_default("REDIS_URL"), help="(env REDIS_URL)")
     p.add_argument("--api-url", default=env_default("API_URL"), help="REST microservice base URL (env API_URL)")
     p.add_argument("--api-token", default=env_default("API_TOKEN"),
@@ -528,6 +530,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         cassandra_keyspace=args.cassandra_keyspace,
         cassandra_user=args.cassandra_user,
         cassandra_password=env_default("CASSANDRA_SINK_PASSWORD") if args.cassandra_user else None,
+        cassandra_consistency=args.cassandra_consistency,
         redis_url=args.redis_url,
         api_url=args.api_url,
         api_token=args.api_token,

@@ -62,14 +62,19 @@ def redis_client(conn_id: str = conn_ids.REDIS_CONN_ID):
 
 
 def redis_url(conn_id: str = conn_ids.REDIS_CONN_ID) -> str:
-    from urllib.parse import quote
-
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)
-    db = (conn.extra_dejson or {}).get("db", 0)
-    auth = f":{quote(conn.password, safe='')}@" if conn.password else ""
-    return f"redis://{auth}{conn.host}:{conn.port or 6379}/{db}"
+    return redis_url_of(conn.host, conn.port, conn.password, conn.extra_dejson or {})
+
+
+def redis_url_of(host: str, port: int | None, password: str | None, extra: dict) -> str:
+    """A redis-py URL: the password as auth, extra ``db``, and extra ``ssl`` for TLS (rediss)."""
+    from urllib.parse import quote
+
+    scheme = "rediss" if str(extra.get("ssl", "")).lower() in ("true", "1") else "redis"
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"{scheme}://{auth}{host}:{port or 6379}/{extra.get('db', 0)}"
 
 
 def http_base_url(conn_id: str) -> tuple[str, str | None]:

@@ -28,6 +28,7 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
     Secrets (the Cassandra sink's password, the Redis password, the API token) travel in the
     environment, never on the command line.
     """
+    from cdc_platform.cluster import ClusterSettings
     from cdc_platform.hooks import stack as hooks
 
     checkpoint_root = checkpoint_root or os.environ.get("SPARK_CHECKPOINT_ROOT") or str(
@@ -45,6 +46,7 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
         "--sinks", sinks,
         "--trigger-seconds", str(trigger_seconds),
         "--starting-offsets", starting_offsets,
+        "--cassandra-consistency", ClusterSettings.from_env().cassandra_consistency,
     ]
     env = {"REDIS_URL": hooks.redis_url(redis_conn_id), "API_TOKEN": api_token or "",
            "CASSANDRA_SINK_PASSWORD": cassandra_password or ""}
@@ -82,10 +84,20 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
         self.jars = submission["jars"]
         self.packages = submission["packages"]
         self.py_files = build_py_files()
+        self.apply_cluster_resources()
         if os.environ.get("PYSPARK_PYTHON"):
             # Executors must run an interpreter that has the sinks' client libraries.
             self.conf = {**(self.conf or {}), "spark.pyspark.python": os.environ["PYSPARK_PYTHON"]}
         return super().execute(context)
+
+    def apply_cluster_resources(self, environ=None) -> None:
+        """Executor resources from the cluster settings of the worker running this task (not
+        of the DAG processor): SparkSubmitOperator keeps its constructor's values in these
+        attributes and hands them to its hook."""
+        from cdc_platform.cluster import ClusterSettings
+
+        for name, value in ClusterSettings.from_env(environ).spark_submit_resources().items():
+            setattr(self, f"_{name}", value)
 
     def on_kill(self) -> None:
         hook = self._hook

@@ -8,7 +8,7 @@ environment or in ``<repo>/stack.env`` (a ``KEY=VALUE`` file, gitignored); so ar
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdc_platform import names
@@ -88,6 +88,8 @@ class StackConfig:
     # The stream's Spark master (the spark_default connection): local mode by default;
     # CDC_SPARK_MASTER=spark://host:port, k8s://... or yarn runs it on a cluster.
     spark_master: str = names.EMBEDDED_SPARK_MASTER
+    # The cluster settings set here (cdc_platform.cluster), passed on to Airflow and its tasks.
+    cluster_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None) -> "StackConfig":
@@ -101,7 +103,15 @@ class StackConfig:
         java_home = overrides.get("CDC_JAVA_HOME") or os.environ.get("JAVA_HOME")
         java = str(Path(java_home) / "bin" / "java") if java_home else "java"
         spark_master = overrides.get("CDC_SPARK_MASTER") or names.EMBEDDED_SPARK_MASTER
-        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java, spark_master=spark_master)
+        from cdc_platform.cluster import ENV_KEYS, ClusterSettings, ClusterSettingsError
+
+        cluster_env = {k: v for k, v in overrides.items() if k in ENV_KEYS and v}
+        try:
+            ClusterSettings.from_env(cluster_env)
+        except ClusterSettingsError as exc:
+            raise SystemExit(f"stack.env or environment: {exc}") from None
+        return cls(state_dir=state_dir, ports=ports, heaps=heaps, java=java, spark_master=spark_master,
+                   cluster_env=cluster_env)
 
     # Layout of the state dir.
     @property

@@ -75,6 +75,7 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         str(connect_secrets_file(cfg.secrets)), spark_master=cfg.spark_master)
     for conn_id, conn in connections.items():
         values[_conn_env(conn_id)] = json.dumps(conn, separators=(",", ":"))
+    values.update(cfg.cluster_env)
     return values
 
 
