@@ -102,14 +102,8 @@ def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink
     from cdc_platform.kafka_connect import KafkaConnectClient
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
-    before = write_workload(pg, 200, seed=43)
     # The rows must be in the sinks before the slot goes: what is deleted later must be swept.
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
-    assert comparison.equal, comparison.summary()
-    with pg.cursor() as cur:
-        cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))
-        alive = sorted(r[0] for r in cur.fetchall())
-    pg.rollback()
+    before, alive = workload_in_the_sinks(pg, cassandra, 200, seed=43)
 
     connect.stop(names.CONNECTOR_NAME)
     connect.wait_state(names.CONNECTOR_NAME, "STOPPED")
@@ -165,13 +159,7 @@ def test_a_transaction_open_across_the_first_snapshot_reaches_every_sink(stream,
     from cdc_platform.kafka_connect import KafkaConnectClient
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
-    before = write_workload(pg, 100, seed=53)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
-    assert comparison.equal, comparison.summary()
-    with pg.cursor() as cur:
-        cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))
-        alive = sorted(r[0] for r in cur.fetchall())
-    pg.rollback()
+    before, alive = workload_in_the_sinks(pg, cassandra, 100, seed=53)
     changed_across = random.Random(53).choice(alive)
 
     resnapshot.stop_connector(connect)
@@ -221,3 +209,15 @@ def test_a_transaction_open_across_the_first_snapshot_reaches_every_sink(stream,
     expected = {rid: count + (1 if rid in set(alive) else 0) for rid, count in before.items()}
     expected[changed_across] += 1
     assert_rest_holds_each_change_once(api, expected)
+
+
+def workload_in_the_sinks(pg, cassandra, rows: int, seed: int) -> tuple[dict[int, int], list[int]]:
+    """A workload written and applied to Cassandra: its changes per row, and the rows still alive."""
+    before = write_workload(pg, rows, seed=seed)
+    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    assert comparison.equal, comparison.summary()
+    with pg.cursor() as cur:
+        cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))
+        alive = sorted(r[0] for r in cur.fetchall())
+    pg.rollback()
+    return before, alive
