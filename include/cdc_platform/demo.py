@@ -43,9 +43,9 @@ def print_cassandra_rows(env, limit: int = 10) -> None:
 
 
 def print_redis(env) -> None:
-    import redis
+    from cdc_platform import redis_client
 
-    client = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+    client = redis_client.connect(env["REDIS_URL"], decode_responses=True)
     for key in (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT):
         say(f"redis-cli ZRANGE {key} 0 -1 WITHSCORES")
         members = verify.redis_sorted_set(client, key)

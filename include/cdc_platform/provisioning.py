@@ -243,7 +243,7 @@ def connector_config_from_env(env) -> dict[str, str]:
 def provision_from_env(env) -> dict:
     """Every step in order, with clients built from ``.stack/env`` values (demo, tests)."""
     import psycopg2
-    import redis
+    from cdc_platform import redis_client
 
     from cdc_platform.clients import cassandra_cluster_from_env
 
@@ -259,7 +259,7 @@ def provision_from_env(env) -> dict:
         report["cassandra_statements"] = apply_cassandra_schema(cluster.connect())
     finally:
         cluster.shutdown()
-    report["redis"] = check_redis(redis.Redis.from_url(env["REDIS_URL"], decode_responses=True))
+    report["redis"] = check_redis(redis_client.connect(env["REDIS_URL"], decode_responses=True))
     report["connector"] = register_connector(KafkaConnectClient(env["CONNECT_URL"]), connector_config_from_env(env))
     conn = psycopg2.connect(env["PG_DSN"])
     try:

@@ -29,9 +29,9 @@ def _postgres(env: Mapping[str, str]) -> str:
 
 
 def _redis(env: Mapping[str, str]) -> str:
-    import redis
+    from cdc_platform import redis_client
 
-    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
+    client = redis_client.connect(env["REDIS_URL"], socket_timeout=5)
     key = f"smoke:{uuid.uuid4().hex}"
     client.set(key, "1", ex=60)
     value = client.get(key)

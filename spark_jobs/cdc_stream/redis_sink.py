@@ -15,6 +15,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from cdc_platform import redis_client
 from cdc_platform.aggregates import ApplyStats, Change, apply_changes, commit_batch
 from cdc_stream import change_log
 
@@ -33,7 +34,7 @@ def client_for(redis_url: str) -> redis.Redis:
         client = _clients.get(redis_url)
         if client is None:
             # Retrying a pipeline re-sends calls that may have run; the fences make that a no-op.
-            client = redis.Redis.from_url(
+            client = redis_client.connect(
                 redis_url, socket_timeout=30, socket_connect_timeout=10, health_check_interval=30,
                 retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 3),
                 retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])

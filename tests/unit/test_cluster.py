@@ -110,3 +110,14 @@ def test_the_redis_url_carries_the_connections_password_database_and_tls(extra, 
     from cdc_platform.hooks.stack import redis_url_of
 
     assert redis_url_of("redis", 6379, "p@ss", extra) == url
+
+
+def test_a_sentinel_connection_names_the_sentinels_the_master_and_the_database():
+    from cdc_platform.hooks.stack import redis_url_of
+    from cdc_platform.redis_client import SentinelTarget, parse_sentinel_url
+
+    url = redis_url_of("s1,s2:26380", None, "p@ss", {"db": 1, "sentinel_master": "cdc"})
+    assert url == "redis+sentinel://:p%40ss@s1:26379,s2:26380/cdc/1"
+    assert parse_sentinel_url(url) == SentinelTarget((("s1", 26379), ("s2", 26380)), "cdc", 1, "p@ss")
+    with pytest.raises(ValueError, match="master name"):
+        parse_sentinel_url("redis+sentinel://s1:26379")
