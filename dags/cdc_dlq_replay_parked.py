@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cdc_platform import dag_defaults
+
 from cdc_alerting import WebhookAlertNotifier
 
 
@@ -37,16 +39,15 @@ from cdc_alerting import WebhookAlertNotifier
         "confirm": Param(False, type="boolean", description="Must be true: the run re-sends changes to the API."),
         "keys": Param([], type="array", items={"type": "string"},
                       description="Idempotency keys to replay; empty replays every parked entry."),
-        "max_attempts": Param(5, type="integer", minimum=1),
+        "max_attempts": dag_defaults.dlq_attempt_params()["max_attempts"],
     },
-    default_args={
-        "owner": "data-platform",
+    default_args=dag_defaults.default_args(
         # Safe to retry: parked offsets are committed only after the DLQ holds the entries.
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=10),
-        "on_failure_callback": WebhookAlertNotifier(),
-    },
+        retries=1,
+        retry_delay=timedelta(seconds=30),
+        execution_timeout=timedelta(minutes=10),
+        on_failure_callback=WebhookAlertNotifier(),
+    ),
 )
 def cdc_dlq_replay_parked():
     @task

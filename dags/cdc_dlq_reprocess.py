@@ -1,13 +1,5 @@
-"""Retry REST deliveries from the dead-letter queue on a schedule; park and alert on poison entries."""
-from __future__ import annotations
+"""Retry REST deliveries from the dead-letter queue on a schedule; park and alert on poison entries.
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, task
-
-from cdc_alerting import WebhookAlertNotifier
-
-DOC = """
 ### cdc_dlq_reprocess
 Every 10 minutes, one bounded round over the REST dead-letter queue (Kafka topic
 `engagement_project1.dlq.rest_api`):
@@ -21,6 +13,15 @@ The report (delivered, requeued, parked, not yet due, depth after) is the task's
 A human-readable audit log of DLQ entries is kept at `$CDC_DLQ_AUDIT_LOG`
 (default `.stack/logs/restapi_dlq.log`).
 """
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+from cdc_platform import dag_defaults
+
+from cdc_alerting import WebhookAlertNotifier
 
 
 @dag(
@@ -29,25 +30,16 @@ A human-readable audit log of DLQ entries is kept at `$CDC_DLQ_AUDIT_LOG`
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "dlq"],
     params={
-        "max_attempts": Param(5, type="integer", minimum=1),
-        "base_backoff_seconds": Param(60, type="number", minimum=0),
+        **dag_defaults.dlq_attempt_params(),
         "max_entries": Param(None, type=["null", "integer"], minimum=1),
     },
-    deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=timedelta(minutes=8),
-        callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "8 minutes"}),
-    ),
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=7),
-        "on_failure_callback": WebhookAlertNotifier(),
-    },
+    deadline=dag_defaults.deadline_after(8),
+    default_args=dag_defaults.default_args(retries=2, retry_delay=timedelta(seconds=30),
+                                           execution_timeout=timedelta(minutes=7),
+                                           on_failure_callback=WebhookAlertNotifier()),
 )
 def cdc_dlq_reprocess():
     @task

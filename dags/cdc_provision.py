@@ -1,13 +1,5 @@
-"""Provision the CDC pipeline end to end; idempotent, safe to re-run."""
-from __future__ import annotations
+"""Provision the CDC pipeline end to end; idempotent, safe to re-run.
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import Param, dag, task
-
-from cdc_alerting import WebhookAlertNotifier
-
-DOC = """
 ### cdc_provision
 Provisions everything the CDC pipeline needs, idempotently (a second run changes nothing):
 
@@ -25,6 +17,15 @@ Connections: `postgres_default`, `kafka_default`, `cassandra_default`, `redis_de
 `kafka_connect_default` (its extra `database_password_ref` names the Connect config provider
 entry holding the database password, so the secret never enters the connector config).
 """
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+from cdc_platform import dag_defaults
+
+from cdc_alerting import WebhookAlertNotifier
 
 
 @dag(
@@ -33,18 +34,14 @@ entry holding the database password, so the secret never enters the connector co
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "provisioning"],
     params={
         "connector_timeout_seconds": Param(180, type="integer", minimum=10),
         "canary_timeout_seconds": Param(120, type="integer", minimum=10),
     },
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-        "on_failure_callback": WebhookAlertNotifier(),
-    },
+    default_args=dag_defaults.default_args(retries=2, retry_delay=timedelta(seconds=20),
+                                           on_failure_callback=WebhookAlertNotifier()),
 )
 def cdc_provision():
     @task

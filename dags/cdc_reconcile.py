@@ -1,13 +1,5 @@
-"""Reconcile the Redis aggregates with Cassandra every 15 minutes: report drift, repair it."""
-from __future__ import annotations
+"""Reconcile the Redis aggregates with Cassandra every 15 minutes: report drift, repair it.
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, task
-
-from cdc_alerting import WebhookAlertNotifier
-
-DOC = """
 ### cdc_reconcile
 Every 15 minutes, recomputes the Redis aggregates from Cassandra (the truth), diffs them with
 Redis and repairs the drift, while the stream keeps writing.
@@ -27,6 +19,15 @@ otherwise. Set `repair` to false for a report-only run.
 
 Connections: `cassandra_default`, `redis_default`, `cdc_alerts`.
 """
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+from cdc_platform import dag_defaults
+
+from cdc_alerting import WebhookAlertNotifier
 
 
 @dag(
@@ -35,24 +36,16 @@ Connections: `cassandra_default`, `redis_default`, `cdc_alerts`.
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "reconciliation"],
     params={
         "repair": Param(True, type="boolean"),
         "settle_seconds": Param(300, type="number", minimum=0),
     },
-    deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=timedelta(minutes=10),
-        callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "10 minutes"}),
-    ),
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=8),
-        "on_failure_callback": WebhookAlertNotifier(),
-    },
+    deadline=dag_defaults.deadline_after(10),
+    default_args=dag_defaults.default_args(retries=2, retry_delay=timedelta(seconds=30),
+                                           execution_timeout=timedelta(minutes=8),
+                                           on_failure_callback=WebhookAlertNotifier()),
 )
 def cdc_reconcile():
     @task

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from cdc_platform import dag_defaults
+
 from cdc_alerting import WebhookAlertNotifier
 
 
@@ -39,15 +41,14 @@ from cdc_alerting import WebhookAlertNotifier
         "confirm": Param(False, type="boolean",
                          description="Must be true: the run re-reads every captured table from PostgreSQL."),
     },
-    default_args={
-        "owner": "data-platform",
+    default_args=dag_defaults.default_args(
         # Every step can be re-run: stopping a stopped connector, resetting absent offsets,
         # dropping an absent slot and a sweep that finds nothing are no-ops.
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=40),
-        "on_failure_callback": WebhookAlertNotifier(),
-    },
+        retries=1,
+        retry_delay=timedelta(seconds=30),
+        execution_timeout=timedelta(minutes=40),
+        on_failure_callback=WebhookAlertNotifier(),
+    ),
 )
 def cdc_resnapshot():
     @task

@@ -1,16 +1,17 @@
-"""Smoke-checks every service of the platform with one real round trip each."""
+"""Smoke-checks every service of the platform with one real round trip each.
+
+### cdc_stack_check
+One real round trip per service (PostgreSQL, Redis, Kafka, Kafka Connect + Debezium,
+Cassandra, Airflow). Fails, naming the broken service, if any check fails.
+Manual trigger; safe to run any time.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
-DOC = """
-### cdc_stack_check
-One real round trip per service (PostgreSQL, Redis, Kafka, Kafka Connect + Debezium,
-Cassandra, Airflow). Fails, naming the broken service, if any check fails.
-Manual trigger; safe to run any time.
-"""
+from cdc_platform import dag_defaults
 
 
 @dag(
@@ -18,9 +19,9 @@ Manual trigger; safe to run any time.
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "ops"],
-    default_args={"owner": "data-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args=dag_defaults.default_args(retries=1, retry_delay=timedelta(seconds=30)),
 )
 def cdc_stack_check():
     @task

@@ -1,14 +1,5 @@
-"""Run the CDC streaming job (Spark Structured Streaming) for as long as the DAG is unpaused."""
-from __future__ import annotations
+"""Run the CDC streaming job (Spark Structured Streaming) for as long as the DAG is unpaused.
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import dag
-
-from cdc_alerting import WebhookAlertNotifier
-from cdc_platform.operators.stream import CdcStreamSubmitOperator
-
-DOC = """
 ### cdc_stream
 Submits `spark_jobs/spark_cdc_multi_sink.py` with `spark-submit` against the `spark_default`
 connection (`local[8]` in the local stack; a `spark://`, `k8s://` or `yarn` master works by
@@ -23,6 +14,16 @@ Airflow connections; secrets travel in the environment, not on the command line.
 * Task-token expiry (apache/airflow#67939) is avoided by the stack's long
   `execution_api.jwt_expiration_time`.
 """
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag
+
+from cdc_platform import dag_defaults
+
+from cdc_alerting import WebhookAlertNotifier
+from cdc_platform.operators.stream import CdcStreamSubmitOperator
 
 
 @dag(
@@ -31,16 +32,14 @@ Airflow connections; secrets travel in the environment, not on the command line.
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "streaming"],
-    default_args={
-        "owner": "data-platform",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=15),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-        "on_failure_callback": WebhookAlertNotifier(title="CDC stream stopped"),
-    },
+    default_args=dag_defaults.default_args(
+        retries=3,
+        retry_delay=timedelta(seconds=15),
+        retry_exponential_backoff=True,
+        max_retry_delay=timedelta(minutes=5),
+        on_failure_callback=WebhookAlertNotifier(title="CDC stream stopped")),
 )
 def cdc_stream():
     CdcStreamSubmitOperator(task_id="run_stream", execution_timeout=None)

@@ -1,12 +1,5 @@
-"""Watch the CDC pipeline every few minutes: connector, slot, stream, sinks, DLQ, freshness."""
-from __future__ import annotations
+"""Watch the CDC pipeline every few minutes: connector, slot, stream, sinks, DLQ, freshness.
 
-from datetime import datetime, timedelta
-
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, task
-
-
-DOC = """
 ### cdc_watchdog
 Every 5 minutes, collects the pipeline's health numbers and publishes them (task log and
 XCom `return_value`):
@@ -26,6 +19,13 @@ XCom `return_value`):
 Any value beyond its threshold (the DAG params) posts one alert to the `cdc_alerts` webhook and
 fails the run, so breaches show red in the grid.
 """
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from cdc_platform import dag_defaults
 
 
 @dag(
@@ -34,31 +34,15 @@ fails the run, so breaches show red in the grid.
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     tags=["cdc", "monitoring"],
-    params={
-        "max_slot_lag_bytes": Param(256 * 2**20, type="integer", minimum=0),
-        "max_stream_idle_seconds": Param(300, type="number", minimum=0),
-        "max_sink_lag_messages": Param(50_000, type="integer", minimum=0),
-        "max_dlq_depth": Param(1_000, type="integer", minimum=0),
-        "max_parked": Param(0, type="integer", minimum=0),
-        "max_freshness_seconds": Param(300, type="number", minimum=0),
-        "max_new_quarantined": Param(1_000, type="integer", minimum=0),
-        "max_waiting_seconds": Param(600, type="number", minimum=0),
-        "max_query_failures": Param(3, type="integer", minimum=1),
-        "auto_restart": Param(True, type="boolean"),
-    },
-    deadline=DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
-        interval=timedelta(minutes=4),
-        callback=AsyncCallback("cdc_platform.alerting.deadline_missed", kwargs={"expected": "4 minutes"}),
+    params=dag_defaults.watchdog_params(),
+    deadline=dag_defaults.deadline_after(4),
+    default_args=dag_defaults.default_args(
+        retries=1,
+        retry_delay=timedelta(seconds=30),
+        execution_timeout=timedelta(minutes=3),
     ),
-    default_args={
-        "owner": "data-platform",
-        "retries": 1,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=3),
-    },
 )
 def cdc_watchdog():
     @task

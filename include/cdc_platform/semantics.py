@@ -130,3 +130,9 @@ def minute_bucket(event_ts_ms: int) -> int:
 
 def canonical_json(payload) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+# The DLQ's retry rule: an entry is retried this many times, with exponential backoff from
+# this base, before it is parked (the reprocess DAG's params default to these).
+DLQ_MAX_ATTEMPTS = 5
+DLQ_BACKOFF_S = 60.0

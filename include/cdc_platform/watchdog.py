@@ -28,7 +28,7 @@ class Thresholds:
     max_waiting_seconds: float = 600.0
     # A stream query restarted this many times in a row without a batch in between keeps
     # failing (a sink down, or its Kafka offsets gone: retention ran out before it read).
-    max_query_failures: int = 3
+    max_query_failures: int = field(default=3, metadata={"minimum": 1})
 
 
 @dataclass

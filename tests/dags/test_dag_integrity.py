@@ -61,3 +61,42 @@ def test_dag_file_parses_fast_and_uses_the_sdk(path):
     spec.loader.exec_module(module)
     elapsed = time.perf_counter() - start
     assert elapsed < MAX_PARSE_SECONDS, f"{path.name} took {elapsed:.2f}s to parse"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
+def test_each_dag_shares_the_owner_and_documents_itself_with_its_module_docstring(dagbag, path):
+    from cdc_platform import dag_defaults
+
+    dag = dagbag.dags[path.stem]
+    assert {task.owner for task in dag.tasks} == {dag_defaults.OWNER}
+    assert "DOC = " not in path.read_text(), "doc_md=__doc__: one text, the module docstring"
+    assert dag.doc_md.startswith(path.read_text().split('"""')[1].split("\n")[0])
+
+
+def test_the_watchdogs_params_are_its_thresholds_with_their_defaults(dagbag):
+    from dataclasses import asdict
+
+    from cdc_platform.watchdog import Thresholds
+
+    params = dagbag.dags["cdc_watchdog"].params
+    defaults = asdict(Thresholds())
+    assert {k: params[k] for k in defaults} == defaults
+    assert set(params) == set(defaults) | {"auto_restart"}
+    assert params.get_param("max_query_failures").schema["minimum"] == 1
+
+
+def test_the_dlq_dags_params_default_to_the_dlq_rule(dagbag):
+    from cdc_platform import semantics
+
+    for dag_id in ("cdc_dlq_reprocess", "cdc_dlq_replay_parked"):
+        assert dagbag.dags[dag_id].params["max_attempts"] == semantics.DLQ_MAX_ATTEMPTS
+    assert dagbag.dags["cdc_dlq_reprocess"].params["base_backoff_seconds"] == semantics.DLQ_BACKOFF_S
+
+
+def test_each_deadline_alert_says_the_deadline_it_has(dagbag):
+    with_deadlines = [dag for dag in dagbag.dags.values() if dag.deadline]
+    assert {d.dag_id for d in with_deadlines} >= {"cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess"}
+    for dag in with_deadlines:
+        for alert in (dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]):
+            minutes = int(alert.interval.total_seconds() // 60)
+            assert alert.callback.kwargs["expected"] == f"{minutes} minutes", dag.dag_id

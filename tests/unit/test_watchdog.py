@@ -179,21 +179,3 @@ def test_a_query_failing_again_and_again_breaches_with_its_error(tmp_path: Path)
     assert breach.check == "query_failing" and breach.value == {sink: 4}
     assert "Some data may have been lost" in breach.message
     assert evaluate(m, Thresholds(max_query_failures=5)) == []
-
-
-def test_the_watchdog_dag_params_are_the_thresholds_defaults():
-    """The DAG file is read, not imported: its params must say what Thresholds says."""
-    import ast
-    from dataclasses import fields
-
-    tree = ast.parse((Path(__file__).resolve().parents[2] / "dags" / "cdc_watchdog.py").read_text())
-    params = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
-                if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "Param":
-                    # Literal arithmetic such as 256 * 2**20 only: no names, no calls.
-                    params[ast.literal_eval(key)] = eval(compile(ast.Expression(value.args[0]), "<param>", "eval"),
-                                                         {"__builtins__": {}})
-    defaults = {f.name: f.default for f in fields(Thresholds)}
-    assert {name: params.get(name) for name in defaults} == defaults
