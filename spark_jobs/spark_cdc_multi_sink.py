@@ -8,7 +8,7 @@ Every setting defaults to the environment of ``.stack/env``; ``--help`` lists th
 Run with spark-submit, shipping the packages to executors::
 
     . .stack/env
-    PY_FILES=$(PYTHONPATH=include:spark_jobs .stack/venv/bin/python -m cdc_stream.packaging .stack/build)
+    PY_FILES=$(PYTHONPATH=include:spark_jobs .stack/venv/bin/python -m cdc_platform.packaging .stack/build)
     .stack/venv/bin/spark-submit --master 'local[8]' \\
         --jars "$SPARK_KAFKA_JARS" --py-files "$PY_FILES" \\
         --conf spark.pyspark.python=.stack/venv/bin/python \\

@@ -4,6 +4,6 @@ Modules: ``schemas`` (the Debezium envelopes), ``transforms`` (pure DataFrame fu
 ``quarantine`` (reasons and the quarantine record), ``change_log`` (the normalized topics' wire
 format), ``catalogue`` (the content lookup), ``waiting_room`` (events waiting for their content),
 ``core`` (the content and core queries), ``cassandra_sink``, ``redis_sink``, ``rest_sink``,
-``config`` (job and sink settings), ``job`` (entry point and query supervision), ``packaging``
-(the ``--py-files`` zip for executors).
+``config`` (job and sink settings), ``job`` (entry point and query supervision). The
+``--py-files`` zip for executors is built on the Airflow side (``cdc_platform.packaging``).
 """

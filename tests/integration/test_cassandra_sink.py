@@ -64,7 +64,7 @@ def keyspace(cassandra_session):
 def spark(spark, tmp_path_factory):
     """The shared session; its Python workers run this interpreter (it has cassandra-driver)
     and get the packages through a --py-files archive, as in production."""
-    from cdc_stream.packaging import build_py_files
+    from cdc_platform.packaging import build_py_files
 
     context = spark.sparkContext
     saved_exec = context.pythonExec
@@ -258,7 +258,7 @@ def _consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[dict
 
 @pytest.mark.slow
 def test_entry_point_streams_into_cassandra(stack_env, cassandra_session, keyspace, stream_topics, tmp_path):
-    from cdc_stream.packaging import build_py_files
+    from cdc_platform.packaging import build_py_files
 
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
     content_a, content_b = str(uuid.uuid4()), str(uuid.uuid4())

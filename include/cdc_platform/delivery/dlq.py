@@ -171,13 +171,13 @@ def entries_from_failures(failures: Iterable[FailedItem], now: datetime | None =
 
 
 def default_audit_log() -> Path | None:
-    """``$CDC_DLQ_AUDIT_LOG`` (empty disables it), else ``<state dir>/logs/restapi_dlq.log``."""
+    """``$CDC_DLQ_AUDIT_LOG`` (empty disables it), else ``$CDC_STATE_DIR/logs/restapi_dlq.log``
+    (the local stack sets it), else none."""
     configured = os.environ.get(AUDIT_LOG_ENV)
     if configured is not None:
         return Path(configured) if configured.strip() else None
-    from cdc_platform.stack.config import StackConfig
-
-    return StackConfig.load().logs / AUDIT_LOG_NAME
+    state_dir = os.environ.get("CDC_STATE_DIR")
+    return Path(state_dir) / "logs" / AUDIT_LOG_NAME if state_dir else None
 
 
 def audit_line(topic: str, entry: DlqEntry) -> str:

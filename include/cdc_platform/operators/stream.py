@@ -65,9 +65,9 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
                  sinks: str = "cassandra,redis,rest", starting_offsets: str = "earliest",
                  spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
         kwargs.setdefault("name", "cdc-stream")
-        from cdc_stream.config import STREAM_SPARK_CONF
-
-        kwargs.setdefault("conf", {**STREAM_SPARK_CONF, "spark.ui.showConsoleProgress": "false",
+        # The job's own Spark settings (cdc_stream.config.STREAM_SPARK_CONF) are set by the job
+        # when it builds its session; these are about running under spark-submit.
+        kwargs.setdefault("conf", {"spark.ui.showConsoleProgress": "false",
                                    "spark.log.level": "WARN"})
         kwargs.setdefault("driver_memory", "1g")
         super().__init__(application=str(APPLICATION), conn_id=spark_conn_id, **kwargs)
@@ -108,7 +108,7 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
 
 
 def build_py_files() -> str:
-    from cdc_stream.packaging import build_py_files as build
+    from cdc_platform.packaging import build_py_files as build
 
     out_dir = Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "run" / "pyfiles"
     return str(build(out_dir))

@@ -132,6 +132,8 @@ def test_audit_log_path_is_configurable(monkeypatch, tmp_path):
     monkeypatch.delenv("CDC_DLQ_AUDIT_LOG")
     monkeypatch.setenv("CDC_STATE_DIR", str(tmp_path / "state"))
     assert default_audit_log() == tmp_path / "state" / "logs" / "restapi_dlq.log"
+    monkeypatch.delenv("CDC_STATE_DIR")
+    assert default_audit_log() is None
 
 
 class _FakeProducer:

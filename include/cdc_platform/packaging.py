@@ -1,6 +1,7 @@
 """The ``--py-files`` archive: the packages executors need (cdc_platform and cdc_stream).
 
-``python -m cdc_stream.packaging OUT_DIR`` prints the path of the zip it wrote.
+``python -m cdc_platform.packaging OUT_DIR`` prints the path of the zip it wrote. It lives with
+the Airflow side, which builds the archive per run; the job itself never imports it.
 """
 from __future__ import annotations
 
@@ -39,5 +40,5 @@ def build_py_files(out_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m cdc_stream.packaging OUT_DIR")
+        sys.exit("usage: python -m cdc_platform.packaging OUT_DIR")
     print(build_py_files(sys.argv[1]))

@@ -1,0 +1,71 @@
+"""The package map of the README, enforced: who may import whom (read from the source, so a
+lazy import inside a function counts too)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ROOT / "include" / "cdc_platform"
+# Tools of the local stack and the demo: they may use the stack manager; the library may not.
+STACK_TOOLS = ("stack", "demo.py", "bench", "runbook.py", "smoke.py", "restapi", "alerts_receiver.py")
+
+
+def imported(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def modules(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if not p.relative_to(root).parts[0] in skip)
+
+
+def offenders(paths, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    found = {}
+    for path in paths:
+        bad = sorted(n for n in imported(path) if n.split(".")[0] in forbidden or n.startswith(forbidden))
+        if bad:
+            found[str(path.relative_to(ROOT))] = bad
+    return found
+
+
+def test_the_shared_library_never_imports_the_spark_job():
+    assert offenders(modules(LIBRARY), ("cdc_stream",)) == {}
+
+
+def test_the_shared_library_never_imports_the_local_stack_manager():
+    assert offenders(modules(LIBRARY, skip=STACK_TOOLS), ("cdc_platform.stack",)) == {}
+
+
+def test_the_spark_job_imports_neither_airflow_nor_the_orchestration_side():
+    forbidden = ("airflow", "cdc_platform.stack", "cdc_platform.orchestration", "cdc_platform.operators",
+                 "cdc_platform.hooks", "cdc_platform.runbook", "cdc_platform.demo")
+    assert offenders(modules(ROOT / "spark_jobs"), forbidden) == {}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """What a module imports when it is loaded (its body, not its functions)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "dags").glob("*.py")), ids=lambda p: p.stem)
+def test_dag_files_load_only_the_sdk_the_defaults_the_operators_and_the_notifier(path):
+    """What a DAG file loads at parse time; each task imports its one orchestration function
+    inside its body, when it runs."""
+    allowed = ("__future__.", "datetime.", "airflow.sdk.", "cdc_alerting.", "cdc_platform.dag_defaults",
+               "cdc_platform.operators.", "cdc_platform.connections")
+    assert sorted(n for n in top_level_imports(path) if not n.startswith(allowed)) == []
