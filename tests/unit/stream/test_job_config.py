@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from cdc_platform import names
-from cdc_stream import cassandra_sink, job, packaging
+from cdc_platform import names, packaging
+from cdc_stream import cassandra_sink, job
 from cdc_stream.config import SINKS, JobConfig, SinkSettings
 
 STACK_ENV = {
