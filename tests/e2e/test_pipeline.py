@@ -30,7 +30,7 @@ def test_provisioning_through_airflow_is_idempotent(airflow):
     first = runbook.run_dag(airflow, "cdc_provision")
     second = runbook.run_dag(airflow, "cdc_provision")
     assert first["state"] == second["state"] == "success"
-    assert xcom(airflow, second, "postgres_schema") == {"publication": False, "slot": False}
+    assert xcom(airflow, second, "postgres_schema") == {"publication": False}
     assert xcom(airflow, second, "kafka_topics")["created"] == []
     connector = xcom(airflow, second, "register_connector")
     assert connector["changed"] is False and connector["tasks"] == ["RUNNING"]

@@ -26,7 +26,8 @@ from pyspark.sql import Row
 from cdc_platform import names, semantics
 from cdc_platform.delivery import dlq
 from cdc_platform.delivery.rest_client import DeliveryItem, RetryPolicy, deliver, make_session
-from cdc_platform.provisioning import TOPICS
+from cdc_platform.cluster import ClusterSettings
+from cdc_platform.provisioning import TOPICS, new_topic_settings
 from cdc_platform.restapi import COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
 from tests.polling import poll_until
 
@@ -263,8 +264,9 @@ def test_ensure_dlq_topics_is_idempotent(bootstrap, queue):
     assert dlq.ensure_dlq_topics(bootstrap, queue.dlq, queue.parked) == []
     specs = {spec.name: spec for spec in TOPICS}
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-    assert len(metadata[queue.dlq].partitions) == specs[names.DLQ_TOPIC].partitions
-    assert len(metadata[queue.parked].partitions) == specs[names.PARKED_TOPIC].partitions
+    settings = ClusterSettings.from_env()
+    for topic, spec in ((queue.dlq, specs[names.DLQ_TOPIC]), (queue.parked, specs[names.PARKED_TOPIC])):
+        assert len(metadata[topic].partitions) == new_topic_settings(spec, settings)["num_partitions"]
 
 
 # --- the REST sink in Spark ---------------------------------------------------------------

@@ -13,7 +13,7 @@ def test_provision_tasks_are_idempotent(airflow_connections):
         provision.postgres_schema(), provision.kafka_topics(), provision.cassandra_schema(),
         provision.redis_check(), provision.connector())
     assert first[4]["tasks"] == ["RUNNING"]
-    assert second_pg == {"publication": False, "slot": False}
+    assert second_pg == {"publication": False}
     assert second_topics["created"] == []
     assert redis_report["maxmemory-policy"] == "noeviction"
     assert second_connector["changed"] is False and second_connector["connector"] == "RUNNING"
