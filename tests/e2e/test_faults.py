@@ -183,6 +183,9 @@ def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 # its loop and then waits for its running tasks before exiting, and the continuous cdc_stream
 # task never ends, so no DAG runs until the scheduler is restarted (observed: cdc_reconcile
 # triggered by this test never ran).
+# A hung scheduler is restarted after 2 minutes, and the watchdog that restarts the connector
+# task runs on its next 5-minute tick: more than the default 15 minutes must be allowed.
+@pytest.mark.timeout(1800)
 def test_postgres_restarted_with_a_fast_shutdown_loses_and_duplicates_nothing(
         stream, stack_env, pg, cassandra, api, supervisor):
     """PostgreSQL, also Airflow's metadata database, down for 20 s (a restart with recovery).
