@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 # A driver whose stop never ends: a non-daemon thread that interpreter shutdown would join forever.
 STUCK_DRIVER = textwrap.dedent("""
-    import sys, threading, time
+    import sys, threading
     sys.path[:0] = {paths!r}
     from cdc_stream import job
-    threading.Thread(target=lambda: time.sleep(3600)).start()
+    threading.Thread(target=threading.Event().wait).start()
     job.arm_hard_stop({after_s})
     sys.exit(0)
 """)
@@ -60,7 +60,7 @@ def test_a_driver_whose_threads_can_never_run_again_is_ended_by_the_last_resort(
         sys.path[:0] = {[str(REPO / "include"), str(REPO / "spark_jobs")]!r}
         from cdc_stream import job
         job.arm_hard_stop(1.0, last_resort_after_s=1.0, dump_dir={str(tmp_path)!r})
-        ctypes.PyDLL(None).sleep(30)
+        ctypes.PyDLL(None).pause()  # blocks in C, holding the GIL, until a signal ends it
     """)
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -84,8 +84,9 @@ def test_outside_spark_submit_the_hard_stop_kills_no_parent(monkeypatch):
 
 
 def test_only_the_python_driver_is_told_to_stop_not_the_workers():
-    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(APPLICATION)])
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "pyspark.daemon"])
+    # Stand-ins that block until killed; only their command lines matter.
+    driver = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()", str(APPLICATION)])
+    worker = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()", "pyspark.daemon"])
     try:
         assert is_stream_driver(psutil.Process(driver.pid))
         assert not is_stream_driver(psutil.Process(worker.pid))
