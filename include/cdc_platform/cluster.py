@@ -32,6 +32,7 @@ ENV_KEYS = ("CDC_KAFKA_REPLICATION_FACTOR", "CDC_KAFKA_EVENT_PARTITIONS", "CDC_C
             "CDC_SPARK_TOTAL_EXECUTOR_CORES")
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 REPLICATION_CLASSES = ("SimpleStrategy", "NetworkTopologyStrategy")
+DEFAULT_CASSANDRA_CONSISTENCY = "LOCAL_QUORUM"
 
 
 class ClusterSettingsError(ValueError):
@@ -47,7 +48,7 @@ class ClusterSettings:
     kafka_replication_factor: int = 1
     kafka_event_partitions: int = 3
     cassandra_replication: dict[str, str] = field(default_factory=_default_replication)
-    cassandra_consistency: str = "LOCAL_QUORUM"
+    cassandra_consistency: str = DEFAULT_CASSANDRA_CONSISTENCY
     spark_executor_memory: str | None = None
     spark_executor_cores: int | None = None
     spark_total_executor_cores: int | None = None
@@ -92,7 +93,7 @@ class ClusterSettings:
             kafka_replication_factor=integer("CDC_KAFKA_REPLICATION_FACTOR", 1),
             kafka_event_partitions=integer("CDC_KAFKA_EVENT_PARTITIONS", 3),
             cassandra_replication=replication,
-            cassandra_consistency=env.get("CDC_CASSANDRA_CONSISTENCY") or "LOCAL_QUORUM",
+            cassandra_consistency=env.get("CDC_CASSANDRA_CONSISTENCY") or DEFAULT_CASSANDRA_CONSISTENCY,
             spark_executor_memory=env.get("CDC_SPARK_EXECUTOR_MEMORY") or None,
             spark_executor_cores=integer("CDC_SPARK_EXECUTOR_CORES", None),
             spark_total_executor_cores=integer("CDC_SPARK_TOTAL_EXECUTOR_CORES", None),

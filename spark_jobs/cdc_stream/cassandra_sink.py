@@ -32,6 +32,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from pyspark.sql import DataFrame
 
 from cdc_platform import names
+from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 from cdc_stream import change_log
 
 DELETE = "d"
@@ -54,7 +55,7 @@ class CassandraTarget:
     content_table: str = names.CASSANDRA_CONTENT_TABLE
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    consistency: str = "LOCAL_QUORUM"
+    consistency: str = DEFAULT_CASSANDRA_CONSISTENCY
 
     def __post_init__(self) -> None:
         for name in (self.keyspace, self.events_table, self.content_table):
@@ -74,7 +75,7 @@ _lock = threading.Lock()
 
 
 def get_session(host: str, port: int, username: str | None = None, password: str | None = None,
-                consistency: str = "LOCAL_QUORUM"):
+                consistency: str = DEFAULT_CASSANDRA_CONSISTENCY):
     """This process's session for ``host:port`` (as ``username``); connects on first use, then reuses it."""
     with _lock:
         session = _sessions.get((host, port, username, consistency))

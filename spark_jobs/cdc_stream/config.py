@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from cdc_platform import names
+from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 
 SINKS = names.STREAM_SINKS
 
@@ -44,7 +45,7 @@ class SinkSettings:
     cassandra_keyspace: str = names.CASSANDRA_KEYSPACE
     cassandra_user: str | None = None
     cassandra_password: str | None = field(default=None, repr=False)
-    cassandra_consistency: str = "LOCAL_QUORUM"
+    cassandra_consistency: str = DEFAULT_CASSANDRA_CONSISTENCY
     redis_url: str | None = field(default=None, repr=False)
     api_url: str | None = None
     api_token: str | None = field(default=None, repr=False)

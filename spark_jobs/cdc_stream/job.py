@@ -30,6 +30,7 @@ from typing import Any, Callable
 from pyspark.sql import DataFrame, SparkSession
 
 from cdc_platform import names, semantics
+from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkSettings, env_default
 from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
@@ -484,7 +485,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cassandra-user", default=env_default("CASSANDRA_SINK_USER"),
                    help="the sink's Cassandra role (env CASSANDRA_SINK_USER); its password comes only from "
                         "env CASSANDRA_SINK_PASSWORD, never the command line")
-    p.add_argument("--cassandra-consistency", default=env_default("CDC_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM"),
+    p.add_argument("--cassandra-consistency", default=env_default("CDC_CASSANDRA_CONSISTENCY", DEFAULT_CASSANDRA_CONSISTENCY),
                    help="consistency level of the sink's writes (env CDC_CASSANDRA_CONSISTENCY)")
     p.add_argument("--redis-url", default=env_default("REDIS_URL"), help="(env REDIS_URL)")
     p.add_argument("--api-url", default=env_default("API_URL"), help="REST microservice base URL (env API_URL)")
