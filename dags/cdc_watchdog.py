@@ -1,7 +1,8 @@
 """Watch the CDC pipeline every few minutes: connector, slot, stream, sinks, DLQ, freshness.
 
 ### cdc_watchdog
-Every 5 minutes, collects the pipeline's health numbers and publishes them (task log and
+Every 5 minutes, collects the pipeline's health numbers, records them for the "CDC pipeline" page
+(`cdc_ops.health_samples`) and publishes them (task log and
 XCom `return_value`):
 
 | metric | source |

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import BaseNotifier
 
-from cdc_platform.alerting import alert_from_task_context, post_alert, webhook_url
+from cdc_platform.alerting import alert_from_task_context, deliver
 from cdc_platform.connections import ALERTS_CONN_ID
 
 
@@ -21,4 +21,4 @@ class WebhookAlertNotifier(BaseNotifier):
         self.conn_id = conn_id
 
     def notify(self, context) -> None:
-        post_alert(webhook_url(self.conn_id), alert_from_task_context(context, self.title, self.severity))
+        deliver(alert_from_task_context(context, self.title, self.severity), self.conn_id)

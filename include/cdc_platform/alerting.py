@@ -67,7 +67,19 @@ def post_alert(url: str, alert: dict[str, Any], timeout: float = 10.0, attempts:
 
 def send(title: str, source: str, severity: str = "error", message: str = "",
          details: dict[str, Any] | None = None, conn_id: str = ALERTS_CONN_ID) -> dict:
-    return post_alert(webhook_url(conn_id), build_alert(title, source, severity, message, details))
+    return deliver(build_alert(title, source, severity, message, details), conn_id)
+
+
+def deliver(alert: dict[str, Any], conn_id: str = ALERTS_CONN_ID) -> dict:
+    """Record the alert in the health history (the UI page lists it, linked to its run), then
+    post it to the webhook; a history that cannot be written never holds the alert back."""
+    from cdc_platform.health import recorder
+
+    details = alert.get("details") or {}
+    recorder.record_event("alert", alert["title"],
+                          {"source": alert.get("source"), "message": (alert.get("message") or "")[:2000]},
+                          severity=alert.get("severity"), dag_id=details.get("dag_id"), run_id=details.get("run_id"))
+    return post_alert(webhook_url(conn_id), alert)
 
 
 async def deadline_missed(context: dict | None = None, conn_id: str = ALERTS_CONN_ID, **kwargs: Any) -> None:
@@ -87,8 +99,7 @@ async def deadline_missed(context: dict | None = None, conn_id: str = ALERTS_CON
         details={"dag_id": dag_id, "run_id": dag_run.get("dag_run_id"), "state": dag_run.get("state"),
                  "deadline_time": str(deadline.get("deadline_time")), **kwargs},
     )
-    url = await asyncio.to_thread(webhook_url, conn_id)
-    await asyncio.to_thread(post_alert, url, alert)
+    await asyncio.to_thread(deliver, alert, conn_id)
 
 
 def alert_from_task_context(context: dict, title: str | None, severity: str) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     say("==> 3/7 starting the stream (DAG cdc_stream, SparkSubmitOperator)")
     pids = runbook.start_stream(client, env, log=say)
     say(f"    stream running (driver pids {pids}), committed batches so far: {runbook.stream_batches(env)}")
+    # A health sample before the traffic: with the one after it, the pipeline page draws rates.
+    runbook.run_dag(client, "cdc_watchdog", log=lambda line: None)
 
     api = runbook.RestApi(env)
     outage = int(args.events * args.outage_share)
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Done in {time.monotonic() - started:.0f}s. The stream keeps running: rows you change in PostgreSQL")
     say(f"(psql \"$PG_DSN\", after `. {cfg.env_file}`) reach Cassandra, Redis and the REST API until `make down`.")
     say(f"Airflow UI: {env['AIRFLOW_URL']}  login: {env['AIRFLOW_USER']} / {env['AIRFLOW_PASSWORD']}")
+    say(f"CDC pipeline page (in the UI's navigation): {runbook.pipeline_page_url(env)}")
     return 0
 
 

@@ -18,6 +18,7 @@ from cdc_platform import names, semantics
 from cdc_platform.cluster import ClusterSettings
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.health import store as health_store
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def sql_statements(text: str) -> list[str]:
 
 
 def apply_postgres_schema(conn) -> dict[str, bool]:
-    """Tables, REPLICA IDENTITY FULL, heartbeat row and publication. Returns what was created.
+    """Tables, REPLICA IDENTITY FULL, heartbeat row, publication and the health history's
+    tables. Returns what was created.
 
     The replication slot is not created here: Debezium creates it when first registered and
     takes its initial snapshot from the snapshot the slot exports, so snapshot and stream meet
@@ -105,6 +107,7 @@ def apply_postgres_schema(conn) -> dict[str, bool]:
         if row is not None and row[0] != "pgoutput":
             raise RuntimeError(f"slot {names.REPLICATION_SLOT} uses plugin {row[0]}, expected pgoutput; "
                                "dropping it loses changes, so do it deliberately")
+    health_store.ensure_schema(conn)
     return created
 
 

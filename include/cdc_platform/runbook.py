@@ -38,6 +38,13 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict | None = None, timeou
     return run
 
 
+def pipeline_page_url(env) -> str:
+    """The "CDC pipeline" page inside the Airflow UI (the cdc_pipeline_page plugin's nav entry)."""
+    from cdc_platform.pipeline_page.app import UI_ROUTE
+
+    return f"{env['AIRFLOW_URL'].rstrip('/')}/plugin/{UI_ROUTE}"
+
+
 def stream_checkpoint_root(env) -> Path:
     return Path(env.get("SPARK_CHECKPOINT_ROOT") or Path(env["CDC_STATE_DIR"]) / "checkpoints")
 

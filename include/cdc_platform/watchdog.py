@@ -40,6 +40,10 @@ class Metrics:
     slot_lag_bytes: int | None = None
     stream_idle_seconds: dict[str, float | None] = field(default_factory=dict)
     sink_lag_messages: dict[str, int | None] = field(default_factory=dict)
+    # Age of each query's oldest unapplied change (0 when it has applied everything).
+    sink_lag_seconds: dict[str, float | None] = field(default_factory=dict)
+    # Messages each query has committed (sum of its checkpoint offsets): two samples give its rate.
+    committed_messages: dict[str, int | None] = field(default_factory=dict)
     dlq_depth: int | None = None
     parked_depth: int | None = None
     freshness_seconds: float | None = None
@@ -298,11 +302,14 @@ def stream_metrics(bootstrap: str, checkpoint_root: Path, metrics: Metrics, now:
             committed = latest_committed_offsets(checkpoint_root / query)
             if committed is None:
                 metrics.sink_lag_messages[query] = None
+                metrics.sink_lag_seconds[query] = None
+                metrics.committed_messages[query] = None
                 metrics.stream_idle_seconds[query] = None
                 continue
             offsets, mtime = committed
             metrics.stream_idle_seconds[query] = round(now - mtime, 1)
             lag = 0
+            query_oldest_ms: int | None = None
             for topic, partitions in offsets.items():
                 for partition, offset in partitions.items():
                     _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -311,8 +318,14 @@ def stream_metrics(bootstrap: str, checkpoint_root: Path, metrics: Metrics, now:
                     if behind:
                         ts = _message_timestamp_ms(consumer, topic, partition, offset)
                         if ts is not None:
-                            oldest_unapplied_ms = ts if oldest_unapplied_ms is None else min(oldest_unapplied_ms, ts)
+                            query_oldest_ms = ts if query_oldest_ms is None else min(query_oldest_ms, ts)
             metrics.sink_lag_messages[query] = lag
+            metrics.committed_messages[query] = sum(o for partitions in offsets.values() for o in partitions.values())
+            metrics.sink_lag_seconds[query] = 0.0 if query_oldest_ms is None else round(
+                max(0.0, now - query_oldest_ms / 1000), 1)
+            if query_oldest_ms is not None:
+                oldest_unapplied_ms = query_oldest_ms if oldest_unapplied_ms is None else min(oldest_unapplied_ms,
+                                                                                               query_oldest_ms)
     finally:
         consumer.close()
     metrics.freshness_seconds = 0.0 if oldest_unapplied_ms is None else round(now - oldest_unapplied_ms / 1000, 1)

@@ -6,6 +6,7 @@ import pytest
 
 from cdc_platform import runbook
 from cdc_platform.clients import cassandra_cluster_from_env
+from tests.e2e.browser import page  # noqa: F401  (the browser page fixture of the UI tests)
 
 
 @pytest.fixture(scope="session")

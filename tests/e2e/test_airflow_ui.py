@@ -1,76 +1,27 @@
 """An operator's path through the Airflow UI: sign in, trigger ``cdc_provision``, see the run succeed.
 
-The browser is Debian's Chromium (/usr/bin/chromium, installed by include/stack/install.sh),
-driven by Playwright; Playwright's own browser downloads are never used. Screenshots of each
-step land in tests/artifacts/ (and one of the page at the moment of any failure).
+The browser is tests/e2e/browser.py's. Screenshots of each step land in tests/artifacts/ (and
+one of the page at the moment of any failure).
 """
 from __future__ import annotations
 
-import os
 import re
 import time
-from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from cdc_platform.airflow_api import AirflowClient
+from tests.e2e.browser import screenshot_on_failure, sign_in
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "cdc_provision"
-CHROMIUM = "/usr/bin/chromium"
-# Root in a closed network: no sandbox (needs user namespaces), no GPU, and nothing that phones home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RUN_STATES = {"Queued", "Running", "Success", "Failed"}
 RUN_TIMEOUT_S = 240
 POLL_S = 3
-
-
-@pytest.fixture
-def page():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} not found: install the Debian package `chromium` (include/stack/install.sh does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            browser.close()
-
-
-@contextmanager
-def screenshot_on_failure(page: Page, path: Path):
-    try:
-        yield
-    except BaseException:
-        page.screenshot(path=str(path), full_page=True)
-        raise
-
-
-def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
-    page.goto(base_url)
-    # The simple auth manager redirects anonymous visitors to its own login form.
-    expect(page.get_by_role("heading", name="Sign into Airflow")).to_be_visible()
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name="Dags")).to_be_visible()
-    assert "/auth/login" not in page.url, f"still on the login page after signing in: {page.url}"
 
 
 def trigger_from_dag_page(page: Page, base_url: str) -> str:

@@ -1,6 +1,8 @@
 """Clients for the real services, one per test session."""
 from __future__ import annotations
 
+import os
+
 import psycopg2
 import pytest
 
@@ -30,3 +32,13 @@ def cassandra_session(stack_env):
     session = cluster.connect()
     yield session
     cluster.shutdown()
+
+
+@pytest.fixture
+def airflow_connections(stack_env, monkeypatch):
+    """Expose the stack's AIRFLOW_CONN_* so hooks resolve connections exactly as tasks do."""
+    for key, value in stack_env.items():
+        if key.startswith("AIRFLOW_CONN_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW_HOME", stack_env["AIRFLOW_HOME"])
+    yield {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform.delivery import dlq
+from cdc_platform.health import recorder
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.orchestration import require_confirmation
 
@@ -28,6 +29,10 @@ def run(max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS, base_backoff_s: float = dl
                                               topics.get("group_id", names.DLQ_REPROCESS_GROUP))
     log.info("DLQ reprocess: delivered %(delivered)s, requeued %(requeued)s, parked %(parked)s, "
              "not due %(skipped_not_due)s, depth after %(dlq_depth_after)s", result)
+    recorder.record_event(
+        "dlq_round", f"delivered {report.delivered}, requeued {report.requeued}, parked {report.parked}, "
+                     f"{result['dlq_depth_after']} left", {k: v for k, v in result.items() if k != "parked_keys"},
+        severity="error" if report.parked else "warning" if report.requeued else "ok")
     if report.parked and alert:
         alerting.send(
             title=f"DLQ: {report.parked} entr{'y' if report.parked == 1 else 'ies'} parked after {max_attempts} attempts",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform import reconcile
+from cdc_platform.health import recorder
 from cdc_platform.hooks import stack as hooks
 
 
@@ -23,6 +24,10 @@ def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str 
     finally:
         cluster.shutdown()
         client.close()
+    recorder.record_event(
+        "reconcile", f"{report['drift_total']} drifted member(s), {_outcome(report)}" if report["drift_total"]
+        else "no drift", {key: report.get(key) for key in _RECORDED},
+        severity="ok" if not report["drift_total"] else "warning" if report["drift_after_total"] == 0 else "error")
     if report["drift_total"] and alert:
         fixed = report["repaired"] and report["drift_after_total"] == 0
         alerting.send(
@@ -32,6 +37,10 @@ def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str 
                               if numbers["missing"] or numbers["extra"] or numbers["mismatched"]),
             details=report, conn_id=alerts_conn_id)
     return report
+
+
+_RECORDED = ("drift_before", "drift_total", "drift_after_total", "repaired", "repair_error", "rows_cassandra",
+             "rows_in_flight", "rows_stuck", "redis_state_lost")
 
 
 def _outcome(report: dict) -> str:

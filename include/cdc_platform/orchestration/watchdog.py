@@ -1,4 +1,5 @@
-"""The ``cdc_watchdog`` task: collect the pipeline's health numbers, repair what is safe, alert on breaches."""
+"""The ``cdc_watchdog`` task: collect the pipeline's health numbers, record them in the health
+history, repair what is safe, alert on breaches."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,7 @@ from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform import watchdog
 from cdc_platform.delivery import dlq
+from cdc_platform.health import recorder
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
@@ -27,7 +29,7 @@ def thresholds_from(params: dict | None) -> watchdog.Thresholds:
 
 
 def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | Path | None = None,
-          auto_restart: bool = True, alert: bool = True,
+          auto_restart: bool = True, alert: bool = True, record: bool = True,
           kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
           postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
           redis_conn_id: str = conn_ids.REDIS_CONN_ID, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
@@ -58,6 +60,8 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
         log.info("watchdog %s = %s", key, value)
     report = {"metrics": metrics.as_dict(), "breaches": [asdict(b) for b in breaches],
               "thresholds": asdict(thresholds)}
+    if record:
+        recorder.record_sample(report, postgres_conn_id)
     if breaches and alert:
         alerting.send(
             title=f"CDC watchdog: {len(breaches)} breach(es): {', '.join(b.check for b in breaches)}",
