@@ -136,3 +136,20 @@ def test_the_page_shows_the_live_pipeline_and_turns_debezium_red_when_the_connec
         refresh(frame)
         expect(stage(frame, "debezium")).to_have_attribute("data-state", "ok", timeout=30_000)
         page.screenshot(path=str(artifacts_dir / "pipeline_page_03_resumed.png"), full_page=True)
+
+
+def test_the_last_reconcile_and_dlq_rounds_show_with_links_to_their_runs(stream, stack_env, page, artifacts_dir):
+    reconcile = runbook.run_dag(stream, "cdc_reconcile")
+    dlq_round = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    assert (reconcile["state"], dlq_round["state"]) == ("success", "success"), (reconcile, dlq_round)
+
+    with screenshot_on_failure(page, artifacts_dir / "pipeline_page_rounds_failure.png"):
+        frame = open_page(page, stack_env)
+        for table, run in (("reconcile", reconcile), ("dlq_round", dlq_round)):
+            link = frame.locator(f'[data-table="{table}"] a[href="{view.run_link(run["dag_id"], run["dag_run_id"])}"]')
+            expect(link).to_have_text(run["dag_run_id"])
+        # Drift per aggregate, in the reconcile row.
+        for aggregate in checks.xcom(stream, reconcile, "reconcile_redis")["drift_before"]:
+            expect(frame.locator('[data-table="reconcile"]')).to_contain_text(f"{aggregate}: ")
+        frame.locator('[data-table="reconcile"]').scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts_dir / "pipeline_page_04_rounds.png"), full_page=True)

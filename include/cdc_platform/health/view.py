@@ -106,7 +106,7 @@ def _facts(m: dict, stream_task: dict | None) -> dict[str, dict]:
         "spark": {"stream task": (stream_task or {}).get("state"),
                   "waiting for content": m.get("waiting_for_content"),
                   "freshness (s)": m.get("freshness_seconds"),
-                  "quarantined": sum((m.get("quarantined_total") or {}).values())},
+                  "quarantined since start": sum((m.get("quarantined_total") or {}).values())},
     }
     for sink in SINK_STAGES:
         query = names.sink_query(sink)
@@ -117,7 +117,7 @@ def _facts(m: dict, stream_task: dict | None) -> dict[str, dict]:
 
 def series(samples: list[dict]) -> dict:
     """Chart data over the samples (oldest first): per-sink rates from consecutive samples'
-    committed counts, freshness, DLQ and parked depth, quarantined records by reason."""
+    committed counts, freshness, DLQ and parked depth, records quarantined per interval by reason."""
     times = [s["at"] for s in samples]
     rate: dict[str, list[float | None]] = {sink: [] for sink in SINK_STAGES}
     rate_times: list[float] = []
@@ -132,7 +132,9 @@ def series(samples: list[dict]) -> dict:
             b = (after["metrics"].get("committed_messages") or {}).get(query)
             # A reset checkpoint starts counting again: no rate across it.
             rate[sink].append(round((b - a) / dt, 1) if a is not None and b is not None and b >= a else None)
-    reasons = sorted({r for s in samples for r in (s["metrics"].get("quarantined_total") or {})})
+    # Per watchdog interval (read from the quarantine topic): a total since the stream started
+    # would fall to zero at each restart of the stream.
+    reasons = sorted({r for s in samples for r in (s["metrics"].get("quarantined_new") or {})})
     return {
         "rate": {"t": rate_times, "series": rate, "unit": "changes/s"},
         "freshness": {"t": times, "series": {"oldest unapplied change": [
@@ -140,8 +142,9 @@ def series(samples: list[dict]) -> dict:
         "dlq": {"t": times, "series": {"DLQ": [s["metrics"].get("dlq_depth") for s in samples],
                                        "parked": [s["metrics"].get("parked_depth") for s in samples]},
                 "unit": "entries"},
-        "quarantine": {"t": times, "series": {r: [(s["metrics"].get("quarantined_total") or {}).get(r, 0)
-                                                  for s in samples] for r in reasons}, "unit": "records"},
+        "quarantine": {"t": times, "series": {r: [(s["metrics"].get("quarantined_new") or {}).get(r, 0)
+                                                  for s in samples] for r in reasons},
+                       "unit": "records per watchdog interval"},
     }
 
 

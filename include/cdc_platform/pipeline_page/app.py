@@ -1,8 +1,8 @@
 """The page and its data endpoint, behind Airflow's own authentication.
 
 Airflow mounts a plugin's FastAPI app without any access check, so every route here depends on
-``requires_access_view``: no token (the UI's ``_token`` cookie or a bearer header) is a 401, a
-token the auth manager rejects a 403. Each request reads the history (a few thousand rows at
+:func:`require_airflow_login`: no token (the UI's ``_token`` cookie or a bearer header) is a 401,
+a token the auth manager rejects a 403. Each request reads the history (a few thousand rows at
 most) and the stream task's state; nothing is measured per page view.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from cdc_platform import connections as conn_ids
@@ -67,11 +67,21 @@ def read_summary(hours: float) -> dict:
     return view.summary(samples, events, time.time(), stream_task_state())
 
 
-def create_app() -> FastAPI:
-    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-    from airflow.api_fastapi.core_api.security import requires_access_view
+async def require_airflow_login(request: Request) -> None:
+    """Airflow's own check of the UI's routes (``get_user``, then ``requires_access_view``).
 
-    app = FastAPI(title="CDC pipeline", dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
+    Imported per request, not with the plugin: every Airflow process loads plugins, and the
+    API server's security module would add seconds to each task's start.
+    """
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_view
+
+    user = await get_user(request, None, await bearer_scheme(request))
+    requires_access_view(AccessView.WEBSITE)(request, user)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="CDC pipeline", dependencies=[Depends(require_airflow_login)])
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

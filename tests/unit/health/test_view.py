@@ -106,9 +106,9 @@ def test_a_sample_without_a_checkpoint_has_no_rate():
     assert view.series(samples)["rate"]["series"]["cassandra"] == [None]
 
 
-def test_quarantine_series_has_one_line_per_reason_ever_seen():
-    samples = [sample(at=NOW - 300, quarantined_total={"negative_duration": 1}),
-               sample(at=NOW, quarantined_total={"negative_duration": 3, "future_event_ts": 2})]
+def test_quarantine_series_has_one_line_per_reason_ever_seen_counted_per_interval():
+    samples = [sample(at=NOW - 300, quarantined_new={"negative_duration": 1}, quarantined_total={"x": 9}),
+               sample(at=NOW, quarantined_new={"negative_duration": 3, "future_event_ts": 2})]
     assert view.series(samples)["quarantine"]["series"] == {"future_event_ts": [0, 2], "negative_duration": [1, 3]}
 
 
