@@ -100,6 +100,8 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
             setattr(self, f"_{name}", value)
 
     def on_kill(self) -> None:
+        # The provider's kill is a SIGKILL; the driver is first told to stop between batches. The
+        # hook exposes spark-submit's process only as _submit_sp (tests/unit/operators guard it).
         hook = self._hook
         process = getattr(hook, "_submit_sp", None) if hook else None
         if process is not None and process.poll() is None:
