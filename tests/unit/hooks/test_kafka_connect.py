@@ -12,16 +12,18 @@ from cdc_platform.kafka_connect import ConnectError
 
 
 class ConnectWorker(requests.adapters.BaseAdapter):
-    """Answers (method, path) with a scripted (status, body) and records each request."""
+    """Answers (method, path) with a scripted (status, body), or with each of a list of them in
+    turn (the last one from then on), and records each request."""
 
-    def __init__(self, routes: dict[tuple[str, str], tuple[int, object]]):
+    def __init__(self, routes: dict[tuple[str, str], tuple[int, object] | list[tuple[int, object]]]):
         super().__init__()
-        self.routes = routes
+        self.routes = {route: answer if isinstance(answer, list) else [answer] for route, answer in routes.items()}
         self.requests: list[tuple[str, str, float | None]] = []
 
     def send(self, request, **kwargs):
         self.requests.append((request.method, request.url, kwargs.get("timeout")))
-        status, body = self.routes[(request.method, request.path_url.split("?")[0])]
+        answers = self.routes[(request.method, request.path_url.split("?")[0])]
+        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
         response = requests.Response()
         response.status_code = status
         response._content = json.dumps(body).encode()
@@ -70,3 +72,32 @@ def test_an_unknown_connector_has_no_status_and_a_worker_error_is_raised(monkeyp
     assert client.status("missing") is None
     with pytest.raises(ConnectError, match="PUT /connectors/cdc/config -> 500"):
         client.put_config("cdc", {"connector.class": "x"})
+
+
+def status(connector: str, *tasks: str, trace: str | None = None) -> tuple[int, dict]:
+    return 200, {"connector": {"state": connector, **({"trace": trace} if trace else {})},
+                 "tasks": [{"state": task} for task in tasks]}
+
+
+def test_waiting_for_running_returns_the_state_once_connector_and_tasks_run(monkeypatch):
+    client = KafkaConnectHook(connect_connection(monkeypatch, host="connect.test")).get_conn()
+    worker = ConnectWorker({("GET", "/connectors/cdc/status"): [
+        (404, {}), status("UNASSIGNED"), status("RUNNING"), status("RUNNING", "RUNNING")]})
+    client.session.mount("http://", worker)
+    assert client.wait_running("cdc", timeout=5, interval=0.01).tasks == ("RUNNING",)
+    assert len(worker.requests) == 4
+
+
+def test_waiting_for_running_stops_at_a_failure_with_its_trace(monkeypatch):
+    client = KafkaConnectHook(connect_connection(monkeypatch, host="connect.test")).get_conn()
+    client.session.mount("http://", ConnectWorker({("GET", "/connectors/cdc/status"): [
+        status("RUNNING"), status("FAILED", trace="slot cdc_slot is active")]}))
+    with pytest.raises(ConnectError, match="connector cdc FAILED: slot cdc_slot is active"):
+        client.wait_running("cdc", timeout=60, interval=0.01)
+
+
+def test_a_state_never_reached_is_a_connect_error_naming_the_last_state(monkeypatch):
+    client = KafkaConnectHook(connect_connection(monkeypatch, host="connect.test")).get_conn()
+    client.session.mount("http://", ConnectWorker({("GET", "/connectors/cdc/status"): status("PAUSED")}))
+    with pytest.raises(ConnectError, match=r"connector cdc STOPPED; last seen: ConnectorState\(.*'PAUSED'"):
+        client.wait_state("cdc", "STOPPED", timeout=0.05, interval=0.01)
