@@ -15,10 +15,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdc_platform.polling import wait_until
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.service import StackError, tail, wait_ready
 
@@ -128,10 +128,9 @@ def down(cfg: StackConfig, timeout: float = 30) -> None:
         pid = _alive(pid_file)
         if pid:
             os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid_file) and time.monotonic() < deadline:
-                time.sleep(0.3)
-            if _alive(pid_file):
+            try:
+                wait_until(lambda: not _alive(pid_file), timeout, 0.3, f"the spark {role} to stop")
+            except TimeoutError:
                 os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
 
