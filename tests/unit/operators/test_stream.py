@@ -129,7 +129,8 @@ def test_a_kill_tells_the_driver_to_stop_and_spark_submit_exits_on_its_own(spark
     assert spark_submit.driver_status() == -15  # SIGTERM, the driver's cue to stop between batches
 
 
-def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line(spark_submit, monkeypatch):
+def submitted(spark_submit: FakeSparkSubmit, monkeypatch) -> dict:
+    """How the operator called spark-submit, with a driver that ends at once."""
     monkeypatch.setenv("FAKE_DRIVER_CODE", "pass")
     submission = Submission(CdcStreamSubmitOperator(task_id="run_stream"))
     record = spark_submit.record()
@@ -137,6 +138,11 @@ def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line
         submission.wait()
     finally:
         end(record)
+    return record
+
+
+def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line(spark_submit, monkeypatch):
+    record = submitted(spark_submit, monkeypatch)
     command_line = " ".join(record["argv"])
     assert [secret for secret in SECRETS.values() if secret in command_line] == []
     assert record["env"]["API_TOKEN"] == SECRETS["api"]
@@ -149,17 +155,10 @@ def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line
 
 
 def test_the_cluster_resources_of_the_worker_reach_spark_submits_command_line(spark_submit, monkeypatch):
-    monkeypatch.setenv("FAKE_DRIVER_CODE", "pass")
     monkeypatch.setenv("CDC_SPARK_EXECUTOR_MEMORY", "4g")
     monkeypatch.setenv("CDC_SPARK_EXECUTOR_CORES", "4")
     monkeypatch.setenv("CDC_SPARK_TOTAL_EXECUTOR_CORES", "12")
-    submission = Submission(CdcStreamSubmitOperator(task_id="run_stream"))
-    record = spark_submit.record()
-    try:
-        submission.wait()
-    finally:
-        end(record)
-    argv = record["argv"]
+    argv = submitted(spark_submit, monkeypatch)["argv"]
     flags = {flag: argv[argv.index(flag) + 1] for flag in
              ("--executor-memory", "--executor-cores", "--total-executor-cores", "--py-files")}
     assert (flags["--executor-memory"], flags["--executor-cores"], flags["--total-executor-cores"]) == ("4g", "4", "12")
