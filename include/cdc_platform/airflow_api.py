@@ -5,6 +5,8 @@ import time
 
 import requests
 
+from cdc_platform.polling import wait_until
+
 TERMINAL_STATES = {"success", "failed"}
 
 
@@ -44,11 +46,8 @@ class AirflowClient:
         return {d["dag_id"] for d in self.request("GET", "/dags", params={"limit": 100})["dags"]}
 
     def wait_for_dags(self, dag_ids: set[str], timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while not dag_ids <= self.dag_ids():
-            if time.monotonic() > deadline:
-                raise AirflowApiError(f"DAGs {sorted(dag_ids - self.dag_ids())} not parsed after {timeout:.0f}s")
-            time.sleep(2)
+        wait_until(lambda: sorted(dag_ids - self.dag_ids()), timeout, 2, f"Airflow to parse DAGs {sorted(dag_ids)}",
+                   until=lambda missing: not missing, error=AirflowApiError)
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})

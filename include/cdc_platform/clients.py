@@ -1,4 +1,7 @@
-"""Client construction shared by the stream, the DAG tasks, the demo and the tests."""
+"""The Cassandra Cluster of everything but the stream: provisioning, the DAG tasks' hook
+(``hooks.stack``), the local stack, the demo, the tools and the tests. The stream's sink builds
+its own sessions (``cdc_stream.cassandra_sink.get_session``): token-aware, at the sink's
+consistency level, reused by each Python worker across batches."""
 from __future__ import annotations
 
 

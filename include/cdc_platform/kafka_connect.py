@@ -1,10 +1,11 @@
 """A small client for the Kafka Connect REST API (register, inspect, restart connectors)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import requests
+
+from cdc_platform.polling import wait_until
 
 
 class ConnectError(RuntimeError):
@@ -64,16 +65,14 @@ class KafkaConnectClient:
         return ConnectorState(name, body["connector"]["state"], tuple(t["state"] for t in tasks), trace)
 
     def wait_running(self, name: str, timeout: float = 120.0, interval: float = 1.0) -> ConnectorState:
-        deadline = time.monotonic() + timeout
-        state = None
-        while time.monotonic() < deadline:
+        def status_unless_failed() -> ConnectorState | None:
             state = self.status(name)
-            if state and state.running:
-                return state
             if state and state.failed:
                 raise ConnectError(f"connector {name} FAILED: {(state.trace or '')[:2000]}")
-            time.sleep(interval)
-        raise ConnectError(f"connector {name} not RUNNING after {timeout:.0f}s (last state: {state})")
+            return state
+
+        return wait_until(status_unless_failed, timeout, interval, f"connector {name} RUNNING",
+                          until=lambda state: state and state.running, error=ConnectError)
 
     def restart(self, name: str, include_tasks: bool = True, only_failed: bool = True) -> None:
         self._call("POST", f"/connectors/{name}/restart",
@@ -93,14 +92,8 @@ class KafkaConnectClient:
         self._call("PUT", f"/connectors/{name}/stop")
 
     def wait_state(self, name: str, wanted: str, timeout: float = 120.0, interval: float = 1.0) -> ConnectorState:
-        deadline = time.monotonic() + timeout
-        state = None
-        while time.monotonic() < deadline:
-            state = self.status(name)
-            if state and state.connector == wanted:
-                return state
-            time.sleep(interval)
-        raise ConnectError(f"connector {name} not {wanted} after {timeout:.0f}s (last state: {state})")
+        return wait_until(lambda: self.status(name), timeout, interval, f"connector {name} {wanted}",
+                          until=lambda state: state and state.connector == wanted, error=ConnectError)
 
     def offsets(self, name: str) -> list[dict]:
         """The connector's committed source offsets: [{"partition": {...}, "offset": {...}}]."""

@@ -30,8 +30,8 @@ CONTENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.content_changes"
 PENDING_TOPIC = f"{TOPIC_PREFIX}.stream.pending_events"
 
 # The stream's queries: the content and core queries (Debezium topics -> normalized topics), then one
-# query per sink. Each keeps its Spark
-# checkpoint (and progress file) under the checkpoint root in a directory of its name.
+# query per sink. Each keeps its Spark checkpoint under the checkpoint root in a directory of
+# its name, and its last batch report in STREAM_PROGRESS_DIR there.
 STREAM_SINKS = ("cassandra", "redis", "rest")
 # The Spark master of the local stack (the spark_default connection).
 EMBEDDED_SPARK_MASTER = "local[8]"

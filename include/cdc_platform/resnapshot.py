@@ -28,6 +28,7 @@ from typing import Iterable, Mapping
 from cdc_platform import names
 from cdc_platform.aggregates.model import Row
 from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.polling import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +51,18 @@ def reset_offsets(connect: KafkaConnectClient, name: str = names.CONNECTOR_NAME)
 def drop_slot(pg_conn, slot: str = names.REPLICATION_SLOT, timeout: float = 60) -> bool:
     """Drop the slot if it exists; True when it did. Waits for its last reader to let go."""
     pg_conn.autocommit = True
-    deadline = time.monotonic() + timeout
     with pg_conn.cursor() as cur:
-        while True:
+        def active() -> bool | None:
             cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
             row = cur.fetchone()
-            if row is None:
-                return False
-            if not row[0]:
-                cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                return True
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replication slot {slot} is still in use after {timeout:.0f}s; "
-                                   "is another connector reading it?")
-            time.sleep(1)
+            return None if row is None else row[0]
+
+        state = wait_until(active, timeout, 1, f"replication slot {slot} to be let go (is another connector "
+                           "reading it?)", until=lambda is_active: not is_active, error=RuntimeError)
+        if state is None:  # no such slot
+            return False
+        cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return True
 
 
 def snapshot_done(offsets: list[dict]) -> bool:

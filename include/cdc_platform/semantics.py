@@ -1,7 +1,12 @@
-"""Data rules shared by the stream (Spark), the reconciliation and the tests.
+"""The data rules: what a valid change is, how it is normalized and enriched, and the limits
+every part of the pipeline takes.
 
-Each rule lives here once. The Spark transforms express the same rules as column
-expressions built from these constants; tests check both agree.
+Each rule's constants are defined here and nowhere else, with its Python form for one value
+(``normalize_device``, ``engagement_pct``, ...). Two places restate rules in another form, from
+these constants: the stream's transforms as Spark column expressions (tests/unit/stream/
+test_transforms.py checks them against the Python forms), and ``verify.source_rejection``,
+which judges a PostgreSQL row as the stream would. The order in which the checks apply, when a
+change breaks several rules, is the transforms' (``_validation_reason``).
 """
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ DEVICE_ALIASES = {
     "tablet": "tablet", "ipad": "tablet",
     "tv": "tv", "smarttv": "tv", "smart_tv": "tv", "roku": "tv", "firetv": "tv",
 }
-EVENT_TYPES = ("play", "pause", "seek", "finish", "click", "like", "share", "impression")
+# An event change (not a delete: it needs only its row id) missing one of these, after
+# normalization (a blank event_type is missing), is quarantined as MISSING_REQUIRED_FIELD.
+REQUIRED_EVENT_FIELDS = ("content_id", "user_id", "event_type", "event_ts")
 
 # engagement_pct above 1 (watched longer than the content, e.g. replays) is capped at 1.0.
 # This is the only place the cap is defined.

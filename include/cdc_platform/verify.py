@@ -22,11 +22,10 @@ def source_rejection(row: dict, now: datetime) -> str | None:
     size of the row's text) stands for the JSON size the OversizedValueGuard measures, which
     escaping makes slightly larger: rows within a few percent of the limit may be judged apart.
     """
-    if row.get("content_id") is None or row.get("user_id") is None:
-        return semantics.MISSING_REQUIRED_FIELD
-    if semantics.normalize_event_type(row.get("event_type")) is None:
-        return semantics.MISSING_REQUIRED_FIELD
-    if row.get("event_ts") is None and not row.get("event_ts_out_of_range"):
+    # An event_ts PostgreSQL holds but a datetime cannot is there: it is out of range (below).
+    present = {**row, "event_type": semantics.normalize_event_type(row.get("event_type")),
+               "event_ts": row.get("event_ts") or row.get("event_ts_out_of_range") or None}
+    if any(present.get(name) is None for name in semantics.REQUIRED_EVENT_FIELDS):
         return semantics.MISSING_REQUIRED_FIELD
     if row.get("duration_ms") is not None and row["duration_ms"] < 0:
         return semantics.NEGATIVE_DURATION

@@ -13,7 +13,8 @@ from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 
 SINKS = names.STREAM_SINKS
 
-# Spark settings the stream is tuned with (the Airflow operator passes them to spark-submit).
+# Spark settings the stream is tuned with, set on its session by job.build_session (under
+# spark-submit too: the operator passes only what concerns running under spark-submit).
 # Local checkpoints without .crc side files: every micro-batch of every query writes two
 # metadata files, and Hadoop's checksummed local file system doubles the file operations
 # (each spawning a chmod/readlink process without Hadoop's native library). Other file

@@ -101,7 +101,8 @@ class BatchReports:
     """Each query's last batch report, handed from its foreachBatch function to the supervisor,
     which completes it with Spark's own account of the batch and publishes it."""
 
-    KEPT = 20  # as many as Spark keeps progress updates (spark.sql.streaming.numRecentProgressUpdates)
+    # As many as Spark keeps progress updates: a report whose batch has left them is never taken.
+    KEPT = int(STREAM_SPARK_CONF["spark.sql.streaming.numRecentProgressUpdates"])
 
     def __init__(self) -> None:
         self._reports: dict[str, dict[int, Any]] = {}
@@ -477,7 +478,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP"),
                    help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP)")
     p.add_argument("--checkpoint-root", default=env_default("SPARK_CHECKPOINT_ROOT"),
-                   help="one checkpoint per sink is kept under <root>/<sink> (env SPARK_CHECKPOINT_ROOT)")
+                   help="each query keeps its checkpoint under <root>/<query> and its last batch report under "
+                        f"<root>/{names.STREAM_PROGRESS_DIR} (env SPARK_CHECKPOINT_ROOT)")
     p.add_argument("--cassandra-host", default=env_default("CASSANDRA_HOST"), help="(env CASSANDRA_HOST)")
     p.add_argument("--cassandra-port", type=int, default=int(env_default("CASSANDRA_PORT", "9042")),
                    help="(env CASSANDRA_PORT)")

@@ -265,10 +265,9 @@ def _validation_reason() -> Column:
     whatever its before-image holds, so that a row never outlives its deletion.
     An event_ts is too far in the future relative to the record's capture time (its Kafka
     timestamp), so a replayed record is judged exactly as the first time."""
-    required = ("content_id", "user_id", "event_type", "event_ts")
     return (
         F.when(F.col("op") == F.lit(DELETE), _no_reason())
-        .when(functools.reduce(lambda a, b: a | b, (F.col(c).isNull() for c in required)),
+        .when(functools.reduce(lambda a, b: a | b, (F.col(c).isNull() for c in semantics.REQUIRED_EVENT_FIELDS)),
               F.lit(Q.MISSING_REQUIRED_FIELD))
         .when(~_is_uuid(F.col("content_id")) | ~_is_uuid(F.col("user_id")), F.lit(Q.MALFORMED_FIELD))
         .when(F.col("duration_ms") < F.lit(0), F.lit(Q.NEGATIVE_DURATION))

@@ -22,6 +22,7 @@ import pytest
 from cdc_platform import names, provisioning
 from cdc_stream import cassandra_sink, change_log, schemas
 from cdc_stream import quarantine as Q
+from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +31,6 @@ CQL_SCHEMA = REPO / "include" / "cql" / "engagement_schema.cql"
 ENTRY_POINT = REPO / "spark_jobs" / "spark_cdc_multi_sink.py"
 TEST_KEYSPACE = "engagement_it_sink"
 EVENT_TS = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def poll(fn, timeout: float, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def schema_statements(keyspace: str) -> list[str]:
@@ -303,7 +293,7 @@ def test_entry_point_streams_into_cassandra(stack_env, cassandra_session, keyspa
             assert job.poll() is None, f"job exited early:\n{log_path.read_text()[-4000:]}"
             return stored(ids["kept"]) is not None and stored(ids["updated"]) is not None
 
-        poll(first_batch_landed, timeout=180, interval=2, what="the first changes in Cassandra")
+        poll_until(first_batch_landed, timeout=180, interval=2, what="the first changes in Cassandra")
         assert stored(ids["kept"]).engagement_pct == pytest.approx(0.5)
         assert (stored(ids["kept"]).event_type, stored(ids["kept"]).device) == ("play", "tablet")
         assert (stored(ids["updated"]).duration_ms, stored(ids["updated"]).source_lsn) == (20_000, 22)
@@ -314,11 +304,11 @@ def test_entry_point_streams_into_cassandra(stack_env, cassandra_session, keyspa
         _produce(bootstrap, stream_topics["events"], [
             ({"id": ids["late_content"]}, _envelope("c", _event(ids["late_content"], content_b, 10_000), 31, "engagement_events")),
         ])
-        late = poll(lambda: stored(ids["late_content"]), timeout=90, interval=2, what="the late-content event")
+        late = poll_until(lambda: stored(ids["late_content"]), timeout=90, interval=2, what="the late-content event")
         assert late.engagement_pct == pytest.approx(0.25)
 
-        quarantined = poll(lambda: _consume_all(bootstrap, stream_topics["quarantine"], timeout=3), timeout=60,
-                           what="the quarantine record")
+        quarantined = poll_until(lambda: _consume_all(bootstrap, stream_topics["quarantine"], timeout=3),
+                                 timeout=60, interval=1.0, what="the quarantine record")
         assert [(q["reason"], q["value"], q["topic"]) for q in quarantined] == [
             (Q.UNPARSEABLE_JSON, "this is not json", stream_topics["events"])]
 

@@ -26,6 +26,11 @@ def test_normalize_device(raw, device):
     assert semantics.normalize_device(raw) == device
 
 
+def test_devices_are_what_normalization_can_give():
+    assert {semantics.normalize_device(alias) for alias in semantics.DEVICE_ALIASES} | {
+        semantics.normalize_device("unknown")} == set(semantics.DEVICES)
+
+
 def test_future_skew():
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert semantics.is_too_far_in_future(now + semantics.MAX_FUTURE_SKEW + timedelta(seconds=1), now)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from cdc_platform import semantics, verify
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
@@ -12,6 +14,20 @@ VALID = {"content_id": "c", "user_id": "u", "event_type": "play", "event_ts": da
 
 def test_a_valid_row_is_expected_in_the_sinks():
     assert verify.source_rejection(VALID, NOW) is None
+
+
+@pytest.mark.parametrize("field", semantics.REQUIRED_EVENT_FIELDS)
+def test_a_row_missing_a_required_field_is_expected_in_quarantine(field):
+    assert verify.source_rejection({**VALID, field: None}, NOW) == semantics.MISSING_REQUIRED_FIELD
+
+
+def test_a_blank_event_type_is_missing():
+    assert verify.source_rejection({**VALID, "event_type": " \t"}, NOW) == semantics.MISSING_REQUIRED_FIELD
+
+
+def test_an_event_ts_a_datetime_cannot_hold_is_out_of_range_not_missing():
+    row = {**VALID, "event_ts": None, "event_ts_out_of_range": True}
+    assert verify.source_rejection(row, NOW) == semantics.OUT_OF_RANGE_TIMESTAMP
 
 
 def test_a_row_whose_text_exceeds_the_captured_value_limit_is_expected_in_quarantine():

@@ -14,7 +14,7 @@ import time
 from cdc_platform.stack import envfile, preflight
 from cdc_platform.stack import secrets as stack_secrets
 from cdc_platform.stack.config import StackConfig
-from cdc_platform.stack.service import StackError, tail, wait_until
+from cdc_platform.stack.service import StackError, tail, wait_ready
 from cdc_platform.stack.services import build_all
 from cdc_platform.stack.supervisor import Supervisor
 
@@ -51,10 +51,10 @@ def cmd_up(cfg: StackConfig, args: argparse.Namespace) -> int:
                 svc.prepare()
             supervisor.start_process(svc.name)
         print(f"==> {svc.name}: starting", flush=True)
-        waited = wait_until(svc.ready, svc.name, svc.ready_timeout, cfg.log_file(svc.name),
+        waited = wait_ready(svc.ready, svc.name, svc.ready_timeout, cfg.log_file(svc.name),
                             is_alive=lambda name=svc.name: supervisor.alive(name))
         # Ready, and past supervisord's startsecs, so `status` agrees the moment `up` returns.
-        waited += wait_until(lambda name=svc.name: supervisor.info(name)["statename"] == "RUNNING",
+        waited += wait_ready(lambda name=svc.name: supervisor.info(name)["statename"] == "RUNNING",
                              f"{svc.name} (supervisor RUNNING)", 30, cfg.log_file(svc.name),
                              is_alive=lambda name=svc.name: supervisor.alive(name), interval=0.2)
         if svc.after_ready:

@@ -54,7 +54,7 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def wait_until(
+def wait_ready(
     check: Callable[[], bool],
     what: str,
     timeout: float,
@@ -65,7 +65,8 @@ def wait_until(
     """Poll ``check`` until it is true; return the seconds waited.
 
     Prints a progress line every 10 s. On timeout, or when ``is_alive`` says the
-    process died, raises StackError with the tail of the program's log.
+    process died, raises StackError with the tail of the program's log. A program that is
+    starting fails its probes in many ways, so unlike ``polling.wait_until`` errors are retried.
     """
     start = time.monotonic()
     next_note = start + 10

@@ -15,12 +15,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdc_platform.polling import wait_until
 from cdc_platform.stack.config import StackConfig
-from cdc_platform.stack.service import StackError, tail, wait_until
+from cdc_platform.stack.service import StackError, tail, wait_ready
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -112,12 +112,12 @@ def up(cfg: StackConfig, cores: int = 2, memory: str = "2g", timeout: float = 12
     work_dir.mkdir(parents=True, exist_ok=True)
     master = _start(cfg, "master", [MASTER_CLASS, "--host", cfg.host, "--port", str(cfg.ports["spark_master"]),
                                     "--webui-port", str(cfg.ports["spark_master_ui"])])
-    wait_until(lambda: found.master_state()["status"] == "ALIVE", "spark master", timeout,
+    wait_ready(lambda: found.master_state()["status"] == "ALIVE", "spark master", timeout,
                cfg.logs / "spark-master.log", is_alive=lambda: _alive(_pid_file(cfg, "master")) == master)
     worker = _start(cfg, "worker", [WORKER_CLASS, found.master_url, "--host", cfg.host,
                                     "--webui-port", str(cfg.ports["spark_worker_ui"]), "--cores", str(cores),
                                     "--memory", memory, "--work-dir", str(work_dir)])
-    wait_until(lambda: any(w["state"] == "ALIVE" for w in found.master_state()["workers"]), "spark worker",
+    wait_ready(lambda: any(w["state"] == "ALIVE" for w in found.master_state()["workers"]), "spark worker",
                timeout, cfg.logs / "spark-worker.log", is_alive=lambda: _alive(_pid_file(cfg, "worker")) == worker)
     return found
 
@@ -128,10 +128,9 @@ def down(cfg: StackConfig, timeout: float = 30) -> None:
         pid = _alive(pid_file)
         if pid:
             os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid_file) and time.monotonic() < deadline:
-                time.sleep(0.3)
-            if _alive(pid_file):
+            try:
+                wait_until(lambda: not _alive(pid_file), timeout, 0.3, f"the spark {role} to stop")
+            except TimeoutError:
                 os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
 

@@ -8,10 +8,10 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
 import xmlrpc.client
 from pathlib import Path
 
+from cdc_platform.polling import wait_until
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.secrets import write_private
 from cdc_platform.stack.service import Service, StackError
@@ -156,11 +156,8 @@ class Supervisor:
                                 check=False, env=clean_env)
         if result.returncode != 0:
             raise StackError(f"supervisord failed to start:\n{result.stdout}{result.stderr}")
-        deadline = time.monotonic() + 20
-        while not self.running():
-            if time.monotonic() > deadline:
-                raise StackError(f"supervisord did not come up; see {self.cfg.logs / 'supervisord.log'}")
-            time.sleep(0.2)
+        wait_until(self.running, 20, 0.2, f"supervisord to come up (see {self.cfg.logs / 'supervisord.log'})",
+                   error=StackError)
 
     def info(self, name: str) -> dict | None:
         try:
@@ -197,8 +194,6 @@ class Supervisor:
             self.rpc.shutdown()
         except (OSError, xmlrpc.client.Fault, http.client.HTTPException):
             pass
-        deadline = time.monotonic() + timeout
-        while pid and Path(f"/proc/{pid}").exists():
-            if time.monotonic() > deadline:
-                raise StackError(f"supervisord (pid {pid}) did not exit")
-            time.sleep(0.2)
+        if pid:
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout, 0.2, f"supervisord (pid {pid}) to exit",
+                       error=StackError)

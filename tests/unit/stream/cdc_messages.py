@@ -12,12 +12,12 @@ from cdc_platform.semantics import epoch_micros
 
 
 def event_row(row_id: int, *, content_id: str | None = CONTENT_ID, user_id: str | None = USER_ID,
-              event_type: str | None = "play", event_ts: datetime = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc),
+              event_type: str | None = "play", event_ts: datetime | None = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc),
               duration_ms: int | None = 30_000, device: str | None = "mobile",
               raw_payload: str | None = '{"source": "test"}') -> dict:
     return {
         "id": row_id, "content_id": content_id, "user_id": user_id, "event_type": event_type,
-        "event_ts": epoch_micros(event_ts), "duration_ms": duration_ms, "device": device,
+        "event_ts": None if event_ts is None else epoch_micros(event_ts), "duration_ms": duration_ms, "device": device,
         "raw_payload": raw_payload,
     }
 

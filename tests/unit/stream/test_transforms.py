@@ -209,7 +209,7 @@ def test_missing_image_or_id_is_quarantined(spark):
     assert only_reason(spark, m.insert(dict(m.event_row(1), id=None), 1)) == Q.MISSING_REQUIRED_FIELD
 
 
-@pytest.mark.parametrize("field", ["content_id", "user_id", "event_type"])
+@pytest.mark.parametrize("field", semantics.REQUIRED_EVENT_FIELDS)
 def test_missing_required_field_is_quarantined(spark, field):
     assert only_reason(spark, m.insert(m.event_row(1, **{field: None}), 1)) == Q.MISSING_REQUIRED_FIELD
 
