@@ -35,17 +35,12 @@ def build_alert(title: str, source: str, severity: str = "error", message: str =
 
 
 def webhook_url(conn_id: str = ALERTS_CONN_ID) -> str:
-    """The webhook URL of an http connection: scheme://host:port + extra.endpoint.
-
-    Read through Airflow's connection lookup (environment, secrets backend, metadata DB).
-    """
+    """The webhook URL of an http connection: its base URL + ``extra.endpoint``."""
     from airflow.sdk import Connection
 
-    conn = Connection.get(conn_id)
-    extra = conn.extra_dejson or {}
-    scheme = conn.schema or "http"
-    port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{conn.host}{port}{extra.get('endpoint', '')}"
+    from cdc_platform.hooks.http import base_url
+
+    return base_url(conn_id) + ((Connection.get(conn_id).extra_dejson or {}).get("endpoint") or "")
 
 
 def post_alert(url: str, alert: dict[str, Any], timeout: float = 10.0, attempts: int = 3) -> dict:

@@ -18,7 +18,7 @@ variable                           what                                         
 
 The Spark master is the ``spark_default`` connection (``CDC_SPARK_MASTER`` for the local
 stack); Redis's password, TLS and Sentinel are the ``redis_default`` connection's password and
-its extras ``ssl`` and ``sentinel_master`` (``hooks.stack.redis_url_of``, ``redis_client``).
+its extras ``ssl`` and ``sentinel_master`` (``hooks.redis.redis_url_of``, ``redis_client``).
 """
 from __future__ import annotations
 

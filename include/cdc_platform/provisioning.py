@@ -19,6 +19,7 @@ from cdc_platform.cluster import ClusterSettings
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.kafka_connect import KafkaConnectClient
 from cdc_platform.health import store as health_store
+from cdc_platform.kafka_clients import client_config
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeou
 
     settings = settings or ClusterSettings.from_env()
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_config(bootstrap, {"log_level": 0}))
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t.name not in existing]
     if not missing:
@@ -209,8 +210,8 @@ def run_canary(pg_conn, bootstrap: str, timeout: float = 120) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
     canary_id = int(uuid.uuid4().int % 1_000_000_000) + 2  # id 1 is the heartbeat row
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"canary-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "log_level": 0})
+    consumer = Consumer(client_config(bootstrap, {"group.id": f"canary-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "log_level": 0}))
     try:
         partitions = consumer.list_topics(CANARY_TOPIC, timeout=30).topics[CANARY_TOPIC].partitions
         assignment = []

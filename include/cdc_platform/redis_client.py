@@ -6,7 +6,7 @@
   Sentinels without a password of their own are assumed (``sentinel_password`` otherwise).
 
 The stream's sink, the DAGs' hooks and the tools all connect through :func:`connect`, so a
-deployment changes only the ``redis_default`` connection (see ``hooks.stack.redis_url_of``).
+deployment changes only the ``redis_default`` connection (see ``hooks.redis.redis_url_of``).
 """
 from __future__ import annotations
 

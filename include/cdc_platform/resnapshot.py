@@ -29,6 +29,7 @@ from cdc_platform import names
 from cdc_platform.aggregates.model import Row
 from cdc_platform.kafka_connect import KafkaConnectClient
 from cdc_platform.polling import wait_until
+from cdc_platform.kafka_clients import client_config
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,8 @@ def publish_sweep(bootstrap: str, sink_rows: Mapping[int, Row], deleted: list[in
                   topic: str = names.EVENT_CHANGES_TOPIC) -> int:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                         "log_level": 0})
+    producer = Producer(client_config(bootstrap, {"acks": "all", "enable.idempotence": True,
+                         "log_level": 0}))
     failures: list[str] = []
     now_ms = int(time.time() * 1000)
     for row_id in deleted:

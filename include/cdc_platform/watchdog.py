@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cdc_platform import names
+from cdc_platform.kafka_clients import client_config
 
 STREAM_QUERIES = names.STREAM_QUERIES
 
@@ -210,8 +211,8 @@ def quarantine_metrics(bootstrap: str, metrics: Metrics, topic: str = names.QUAR
     committed offsets mark what earlier checks counted."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "log_level": 0})
+    consumer = Consumer(client_config(bootstrap, {"group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "log_level": 0}))
     counts: dict[str, int] = {}
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -294,8 +295,8 @@ def stream_metrics(bootstrap: str, checkpoint_root: Path, metrics: Metrics, now:
     from confluent_kafka import Consumer, TopicPartition
 
     now = now or time.time()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-watchdog", "enable.auto.commit": False,
-                         "log_level": 0})
+    consumer = Consumer(client_config(bootstrap, {"group.id": "cdc-watchdog", "enable.auto.commit": False,
+                         "log_level": 0}))
     oldest_unapplied_ms: int | None = None
     try:
         for query in queries:

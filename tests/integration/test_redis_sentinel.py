@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cdc_platform import redis_client
-from cdc_platform.hooks.stack import redis_url_of
+from cdc_platform.hooks.redis import redis_url_of
 
 pytestmark = pytest.mark.integration
 

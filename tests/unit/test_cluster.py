@@ -84,14 +84,11 @@ def test_the_local_stack_passes_its_cluster_settings_to_airflow(tmp_path):
 
 
 def test_the_stream_operator_submits_with_the_cluster_settings(monkeypatch):
-    from cdc_platform.hooks import stack as hooks
     from cdc_platform.operators.stream import CdcStreamSubmitOperator, stream_submission
+    from tests.unit.operators.test_stream import CONNECTIONS
 
-    monkeypatch.setattr(hooks, "cassandra_endpoint", lambda conn_id: ("cassandra", 9042))
-    monkeypatch.setattr(hooks, "credentials", lambda conn_id: ("cdc_sink", "pw"))
-    monkeypatch.setattr(hooks, "http_base_url", lambda conn_id: ("http://api", "token"))
-    monkeypatch.setattr(hooks, "kafka_bootstrap", lambda conn_id: "kafka:9092")
-    monkeypatch.setattr(hooks, "redis_url", lambda conn_id: "redis://redis:6379/0")
+    for conn_id, conn in CONNECTIONS.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
     monkeypatch.setenv("CDC_CASSANDRA_CONSISTENCY", "QUORUM")
     args = stream_submission("/ckpt", 0.5, "cassandra")["application_args"]
     assert args[args.index("--cassandra-consistency") + 1] == "QUORUM"
@@ -107,13 +104,13 @@ def test_the_stream_operator_submits_with_the_cluster_settings(monkeypatch):
     ({"ssl": "true"}, "rediss://:p%40ss@redis:6379/0"),
 ])
 def test_the_redis_url_carries_the_connections_password_database_and_tls(extra, url):
-    from cdc_platform.hooks.stack import redis_url_of
+    from cdc_platform.hooks.redis import redis_url_of
 
     assert redis_url_of("redis", 6379, "p@ss", extra) == url
 
 
 def test_a_sentinel_connection_names_the_sentinels_the_master_and_the_database():
-    from cdc_platform.hooks.stack import redis_url_of
+    from cdc_platform.hooks.redis import redis_url_of
     from cdc_platform.redis_client import SentinelTarget, parse_sentinel_url
 
     url = redis_url_of("s1,s2:26380", None, "p@ss", {"db": 1, "sentinel_master": "cdc"})

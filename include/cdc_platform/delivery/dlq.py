@@ -31,6 +31,7 @@ from cdc_platform.delivery.rest_client import (
     deliver,
     make_session,
 )
+from cdc_platform.kafka_clients import client_config
 
 log = logging.getLogger(__name__)
 
@@ -212,15 +213,14 @@ class DlqWriter:
     Keyed by idempotency key, so all entries of one change share a partition."""
 
     def __init__(self, bootstrap: str, audit_log: Path | None | object = _AUTO, producer: Producer | None = None):
-        self._producer = producer or Producer({
-            "bootstrap.servers": bootstrap,
+        self._producer = producer or Producer(client_config(bootstrap, {
             "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 20,
             "message.timeout.ms": 30_000,
             "client.id": "cdc-rest-dlq",
-        })
+        }))
         self._audit_log = default_audit_log() if audit_log is _AUTO else audit_log
         self._errors: list[str] = []
         self._audit: list[str] = []
@@ -274,7 +274,7 @@ def ensure_dlq_topics(bootstrap: str, dlq_topic: str = names.DLQ_TOPIC, parked_t
         created = create_topics(bootstrap, wanted, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - KafkaException and timeouts alike: the DLQ is unusable
         raise DlqError(f"could not create the DLQ topics {dlq_topic}, {parked_topic}: {exc}") from exc
-    _wait_for_leaders(AdminClient({"bootstrap.servers": bootstrap}), created,
+    _wait_for_leaders(AdminClient(client_config(bootstrap)), created,
                       deadline=time.monotonic() + timeout)
     return created
 
@@ -292,14 +292,13 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], deadline: float) ->
 
 
 def _consumer(bootstrap: str, group_id: str) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": bootstrap,
+    return Consumer(client_config(bootstrap, {
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "allow.auto.create.topics": False,
         "client.id": "cdc-dlq-reprocess",
-    })
+    }))
 
 
 def _backlog(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:

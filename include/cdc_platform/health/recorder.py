@@ -26,10 +26,10 @@ def current_run() -> tuple[str | None, str | None]:
 
 
 def _write(what: str, write, postgres_conn_id: str) -> bool:
-    from cdc_platform.hooks import stack as hooks
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     try:
-        conn = hooks.postgres_conn(postgres_conn_id)
+        conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     except Exception as exc:
         log.warning("health history: %s not recorded, no connection: %s", what, exc)
         return False

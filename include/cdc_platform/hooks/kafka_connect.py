@@ -23,10 +23,9 @@ class KafkaConnectHook(BaseHook):
 
     @cached_property
     def base_url(self) -> str:
-        conn = self.get_connection(self.kafka_connect_conn_id)
-        scheme = conn.schema or "http"
-        port = f":{conn.port}" if conn.port else ""
-        return f"{scheme}://{conn.host}{port}"
+        from cdc_platform.hooks.http import base_url
+
+        return base_url(self.kafka_connect_conn_id)
 
     def get_conn(self) -> KafkaConnectClient:
         return KafkaConnectClient(self.base_url, timeout=self.timeout)

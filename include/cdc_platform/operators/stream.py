@@ -29,15 +29,18 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
     environment, never on the command line.
     """
     from cdc_platform.cluster import ClusterSettings
-    from cdc_platform.hooks import stack as hooks
+    from cdc_platform.hooks.cassandra import cassandra_endpoint_and_credentials
+    from cdc_platform.hooks.http import base_url_and_token
+    from cdc_platform.hooks.kafka import kafka_bootstrap
+    from cdc_platform.hooks.redis import redis_url
 
     checkpoint_root = checkpoint_root or os.environ.get("SPARK_CHECKPOINT_ROOT") or str(
         Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "checkpoints")
-    cassandra_host, cassandra_port = hooks.cassandra_endpoint(cassandra_conn_id)
-    cassandra_user, cassandra_password = hooks.credentials(cassandra_conn_id)
-    api_url, api_token = hooks.http_base_url(rest_api_conn_id)
+    cassandra_host, cassandra_port, cassandra_user, cassandra_password = \
+        cassandra_endpoint_and_credentials(cassandra_conn_id)
+    api_url, api_token = base_url_and_token(rest_api_conn_id)
     args = [
-        "--bootstrap", hooks.kafka_bootstrap(kafka_conn_id),
+        "--bootstrap", kafka_bootstrap(kafka_conn_id),
         "--checkpoint-root", checkpoint_root,
         "--cassandra-host", cassandra_host,
         "--cassandra-port", str(cassandra_port),
@@ -48,7 +51,7 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
         "--starting-offsets", starting_offsets,
         "--cassandra-consistency", ClusterSettings.from_env().cassandra_consistency,
     ]
-    env = {"REDIS_URL": hooks.redis_url(redis_conn_id), "API_TOKEN": api_token or "",
+    env = {"REDIS_URL": redis_url(redis_conn_id), "API_TOKEN": api_token or "",
            "CASSANDRA_SINK_PASSWORD": cassandra_password or ""}
     for key in ("PYSPARK_PYTHON", "SPARK_HOME", "JAVA_HOME", "PATH"):
         if os.environ.get(key):

@@ -8,7 +8,8 @@ from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform.delivery import dlq
 from cdc_platform.health import recorder
-from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.http import base_url_and_token
+from cdc_platform.hooks.kafka import kafka_config
 from cdc_platform.orchestration import require_confirmation
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,8 @@ def run(max_attempts: int = dlq.DEFAULT_MAX_ATTEMPTS, base_backoff_s: float = dl
         max_entries: int | None = None, alert: bool = True, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
         rest_api_conn_id: str = conn_ids.REST_API_CONN_ID, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID,
         **topics) -> dict:
-    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
-    api_url, token = hooks.http_base_url(rest_api_conn_id)
+    bootstrap = kafka_config(kafka_conn_id)
+    api_url, token = base_url_and_token(rest_api_conn_id)
     if not token:
         raise ValueError(f"connection {rest_api_conn_id} has no password (the API bearer token)")
     report = dlq.reprocess(bootstrap, api_url, token, max_attempts=max_attempts, base_backoff_s=base_backoff_s,
@@ -49,7 +50,7 @@ def replay_parked(confirm: bool, keys: list[str] | None = None, max_attempts: in
     """Move parked entries (``keys``, or all when empty) back to the DLQ, then deliver them in one
     reprocess round. What still fails goes on through the DLQ's usual backoff and parking."""
     require_confirmation(confirm, "the run replays parked DLQ entries to the REST API")
-    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    bootstrap = kafka_config(kafka_conn_id)
     replayed = dlq.replay_parked(bootstrap, keys or None)
     log.info("parked entries: %d moved back to the DLQ, %d kept parked", replayed.requeued, replayed.kept)
     delivery = run(max_attempts=max_attempts, base_backoff_s=dlq.DEFAULT_BACKOFF_S, kafka_conn_id=kafka_conn_id,

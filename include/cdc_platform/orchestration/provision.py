@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import logging
 
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
 from cdc_platform import connections as conn_ids
 from cdc_platform import names, provisioning
-from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.cassandra import cassandra_session
+from cdc_platform.hooks.kafka import kafka_config
+from cdc_platform.hooks.redis import redis_client
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
 log = logging.getLogger(__name__)
 
 
 def postgres_schema(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
-    conn = hooks.postgres_conn(postgres_conn_id)
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
         created = provisioning.apply_postgres_schema(conn)
     finally:
@@ -22,13 +26,13 @@ def postgres_schema(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
 
 
 def kafka_topics(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID) -> dict:
-    created = provisioning.create_topics(hooks.kafka_bootstrap(kafka_conn_id))
+    created = provisioning.create_topics(kafka_config(kafka_conn_id))
     log.info("kafka topics created: %s", created or "none (all present)")
     return {"created": created, "expected": [t.name for t in provisioning.TOPICS]}
 
 
 def cassandra_schema(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID) -> dict:
-    cluster, session = hooks.cassandra_session(cassandra_conn_id)
+    cluster, session = cassandra_session(cassandra_conn_id)
     try:
         return {"statements": provisioning.apply_cassandra_schema(session)}
     finally:
@@ -38,7 +42,7 @@ def cassandra_schema(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID) -> dic
 def redis_check(redis_conn_id: str = conn_ids.REDIS_CONN_ID) -> dict:
     from cdc_platform.aggregates import establish_state_marker
 
-    client = hooks.redis_client(redis_conn_id)
+    client = redis_client(redis_conn_id)
     return {**provisioning.check_redis(client), "state_marker": establish_state_marker(client)}
 
 
@@ -52,7 +56,7 @@ def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
         raise ValueError(f"connection {kafka_connect_conn_id} needs extra['database_password_ref'], a Connect "
                          "config-provider reference such as ${file:/path/secrets.properties:postgres.password}")
     extra = hook.get_connection(kafka_connect_conn_id).extra_dejson
-    pg = hooks.postgres_connection(postgres_conn_id)
+    pg = PostgresHook.get_connection(postgres_conn_id)
     config = render(pg.host, int(pg.port or 5432), extra.get("database_user") or names.PG_CDC_ROLE, password_ref)
     report = provisioning.register_connector(hook.get_conn(), config, timeout=timeout)
     log.info("connector: %s", report)
@@ -61,9 +65,9 @@ def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
 
 def canary(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
            timeout: float = 120) -> dict:
-    conn = hooks.postgres_conn(postgres_conn_id)
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
-        seconds = provisioning.run_canary(conn, hooks.kafka_bootstrap(kafka_conn_id), timeout=timeout)
+        seconds = provisioning.run_canary(conn, kafka_config(kafka_conn_id), timeout=timeout)
     finally:
         conn.close()
     log.info("canary change reached Kafka in %.2fs", seconds)

@@ -5,7 +5,8 @@ from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
 from cdc_platform import reconcile
 from cdc_platform.health import recorder
-from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.cassandra import cassandra_session
+from cdc_platform.hooks.redis import redis_client
 
 
 def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str = conn_ids.REDIS_CONN_ID,
@@ -16,8 +17,8 @@ def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str 
     Drift posts one alert: a warning when it was repaired to zero, an error when some is left
     (repair disabled, the stream kept moving, or the check after the repair still saw drift).
     """
-    client = hooks.redis_client(redis_conn_id)
-    cluster, session = hooks.cassandra_session(cassandra_conn_id)
+    client = redis_client(redis_conn_id)
+    cluster, session = cassandra_session(cassandra_conn_id)
     try:
         report = reconcile.reconcile(session, client, keyspace=keyspace, repair=repair,
                                      settle_seconds=settle_seconds)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
 from cdc_platform import connections as conn_ids
 from cdc_platform import names, resnapshot
-from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.cassandra import cassandra_session
+from cdc_platform.hooks.kafka import kafka_config
+from cdc_platform.kafka_clients import bootstrap_of
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 from cdc_platform.orchestration import require_confirmation
 
@@ -27,7 +31,7 @@ def reset_offsets(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -
 
 
 def drop_slot(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
-    conn = hooks.postgres_conn(postgres_conn_id)
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
         dropped = resnapshot.drop_slot(conn)
     finally:
@@ -51,16 +55,17 @@ def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_con
     from cdc_platform import reconcile, runbook
     from cdc_platform.orchestration.watchdog import default_checkpoint_root
 
-    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
-    waited = runbook.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
+    bootstrap = kafka_config(kafka_conn_id)
+    # The catch-up check reads end offsets with a plain client: it takes only the bootstrap.
+    waited = runbook.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap_of(bootstrap),
                                      "SPARK_CHECKPOINT_ROOT": str(default_checkpoint_root())},
                                     timeout=catch_up_timeout)
-    cluster, session = hooks.cassandra_session(cassandra_conn_id)
+    cluster, session = cassandra_session(cassandra_conn_id)
     try:
         sink_rows = reconcile.read_cassandra_rows(session)
     finally:
         cluster.shutdown()
-    conn = hooks.postgres_conn(postgres_conn_id)
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
         deleted = resnapshot.rows_deleted_at_source(sink_rows, resnapshot.source_event_ids(conn))
         position = resnapshot.current_wal_position(conn)

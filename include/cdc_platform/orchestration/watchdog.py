@@ -8,11 +8,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from cdc_platform import alerting, names
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
 from cdc_platform import connections as conn_ids
 from cdc_platform import watchdog
 from cdc_platform.delivery import dlq
 from cdc_platform.health import recorder
-from cdc_platform.hooks import stack as hooks
+from cdc_platform.hooks.kafka import kafka_config
+from cdc_platform.hooks.redis import redis_client
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
 log = logging.getLogger(__name__)
@@ -36,18 +39,18 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
     thresholds = thresholds or watchdog.Thresholds()
     metrics = watchdog.Metrics()
     watchdog.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
-    conn = hooks.postgres_conn(postgres_conn_id)
+    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
         watchdog.slot_metrics(conn, metrics)
         watchdog.schema_metrics(conn, metrics)
     finally:
         conn.close()
-    client = hooks.redis_client(redis_conn_id)
+    client = redis_client(redis_conn_id)
     try:
         watchdog.redis_metrics(client, metrics)
     finally:
         client.close()
-    bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
+    bootstrap = kafka_config(kafka_conn_id)
     checkpoint_root = Path(checkpoint_root or default_checkpoint_root())
     watchdog.stream_metrics(bootstrap, checkpoint_root, metrics)
     watchdog.core_metrics(checkpoint_root, metrics)

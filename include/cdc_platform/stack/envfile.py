@@ -92,6 +92,11 @@ def connect_secrets_file(secrets_dir) -> Path:
     return Path(secrets_dir) / CONNECT_SECRETS_FILE_NAME
 
 
+# Read by the provider's CassandraHook: Cassandra 5 speaks protocol v5, so the driver does not
+# probe versions, and an explicit policy keeps it from warning on every connect.
+CASSANDRA_DRIVER_EXTRA = {"protocol_version": 5, "load_balancing_policy": "RoundRobinPolicy"}
+
+
 def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path: str,
                         spark_master: str = names.EMBEDDED_SPARK_MASTER) -> dict[str, dict]:
     """Every Airflow connection the DAGs and the stream use, by conn id: the one definition of
@@ -119,10 +124,12 @@ def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path
         conn_ids.CASSANDRA_CONN_ID: {
             "conn_type": "cassandra", **at("cassandra"),
             "login": names.CASSANDRA_ADMIN_ROLE, "password": secret("cassandra_admin_password"),
+            "extra": CASSANDRA_DRIVER_EXTRA,
         },
         conn_ids.CASSANDRA_SINK_CONN_ID: {
             "conn_type": "cassandra", **at("cassandra"),
             "login": names.CASSANDRA_SINK_ROLE, "password": secret("cassandra_sink_password"),
+            "extra": CASSANDRA_DRIVER_EXTRA,
         },
         conn_ids.REDIS_CONN_ID: {
             "conn_type": "redis", **at("redis"), "password": secret("redis_password"), "extra": {"db": 0},

@@ -1,0 +1,70 @@
+"""What our hooks read from Airflow connections (defined here as AIRFLOW_CONN_* variables, the
+way the stack defines them): every extra reaches the client, not just the address."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cdc_platform.hooks import cassandra, http, kafka
+from cdc_platform.kafka_clients import bootstrap_of, client_config
+
+
+def define(monkeypatch, conn_id: str, **conn) -> str:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
+def test_the_kafka_config_keeps_every_security_setting_of_the_connection(monkeypatch):
+    extra = {"bootstrap.servers": "b1:9093,b2:9093", "security.protocol": "SASL_SSL",
+             "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "cdc", "sasl.password": "s3cret",
+             "ssl.ca.location": "/etc/kafka/ca.pem"}
+    conn_id = define(monkeypatch, "kafka_test", conn_type="kafka", extra=extra)
+    config = kafka.kafka_config(conn_id)
+    assert config == extra
+    assert kafka.kafka_bootstrap(conn_id) == "b1:9093,b2:9093"
+    # What a client then opens with: the connection's settings and its own.
+    assert client_config(config, {"group.id": "g"}) == {**extra, "group.id": "g"}
+
+
+def test_a_kafka_connection_without_bootstrap_servers_is_refused(monkeypatch):
+    conn_id = define(monkeypatch, "kafka_empty", conn_type="kafka", extra={"security.protocol": "SSL"})
+    with pytest.raises(ValueError, match="bootstrap.servers"):
+        kafka.kafka_config(conn_id)
+
+
+def test_a_bootstrap_string_still_makes_a_client_config():
+    assert client_config("k:9092", {"acks": "all"}) == {"bootstrap.servers": "k:9092", "acks": "all"}
+    assert bootstrap_of("k:9092") == bootstrap_of({"bootstrap.servers": "k:9092", "x": 1}) == "k:9092"
+
+
+@pytest.mark.parametrize("conn, url", [
+    ({"host": "api.test", "port": 8090}, "http://api.test:8090"),
+    ({"host": "api.test", "schema": "https"}, "https://api.test"),
+    ({"host": "https://api.test/base"}, "https://api.test/base"),
+])
+def test_http_base_urls_come_from_the_provider(monkeypatch, conn, url):
+    conn_id = define(monkeypatch, "http_test", conn_type="http", password="tok", **conn)
+    assert http.base_url(conn_id) == url
+    assert http.base_url_and_token(conn_id) == (url, "tok")
+
+
+def test_the_alert_webhook_is_the_base_url_plus_the_endpoint_extra(monkeypatch):
+    from cdc_platform.alerting import webhook_url
+
+    conn_id = define(monkeypatch, "alerts_test", conn_type="http", host="alerts.test", port=8095,
+                     extra={"endpoint": "/alerts"})
+    assert webhook_url(conn_id) == "http://alerts.test:8095/alerts"
+
+
+def test_cassandra_sessions_take_the_driver_settings_from_the_connection(monkeypatch):
+    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
+    from cassandra.policies import RoundRobinPolicy
+
+    conn_id = define(monkeypatch, "cassandra_test", conn_type="cassandra", host="127.0.0.1,localhost", port=9142,
+                     login="admin", password="pw",
+                     extra={"protocol_version": 5, "load_balancing_policy": "RoundRobinPolicy"})
+    cluster = CassandraHook(cassandra_conn_id=conn_id).get_cluster()  # built, not connected
+    assert (cluster.contact_points, cluster.port, cluster.protocol_version) == (["127.0.0.1", "localhost"], 9142, 5)
+    assert isinstance(cluster.load_balancing_policy, RoundRobinPolicy)
+    assert cassandra.cassandra_endpoint_and_credentials(conn_id) == ("127.0.0.1,localhost", 9142, "admin", "pw")
