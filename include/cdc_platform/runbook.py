@@ -46,7 +46,9 @@ def pipeline_page_url(env) -> str:
 
 
 def stream_checkpoint_root(env) -> Path:
-    return Path(env.get("SPARK_CHECKPOINT_ROOT") or Path(env["CDC_STATE_DIR"]) / "checkpoints")
+    from cdc_platform.state_paths import checkpoint_root
+
+    return Path(checkpoint_root(env))
 
 
 def stream_batches(env) -> dict[str, int]:

@@ -34,8 +34,9 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
     from cdc_platform.hooks.kafka import kafka_bootstrap
     from cdc_platform.hooks.redis import redis_url
 
-    checkpoint_root = checkpoint_root or os.environ.get("SPARK_CHECKPOINT_ROOT") or str(
-        Path(os.environ.get("CDC_STATE_DIR", tempfile.gettempdir())) / "checkpoints")
+    from cdc_platform.state_paths import checkpoint_root as default_checkpoint_root
+
+    checkpoint_root = checkpoint_root or default_checkpoint_root()
     cassandra_host, cassandra_port, cassandra_user, cassandra_password = \
         cassandra_endpoint_and_credentials(cassandra_conn_id)
     api_url, api_token = base_url_and_token(rest_api_conn_id)

@@ -53,12 +53,12 @@ def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_con
     source no longer has. Cassandra is read before PostgreSQL, so a row inserted meanwhile is
     never taken for a deleted one."""
     from cdc_platform import reconcile, runbook
-    from cdc_platform.orchestration.watchdog import default_checkpoint_root
+    from cdc_platform.state_paths import checkpoint_root
 
     bootstrap = kafka_config(kafka_conn_id)
     # The catch-up check reads end offsets with a plain client: it takes only the bootstrap.
     waited = runbook.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap_of(bootstrap),
-                                     "SPARK_CHECKPOINT_ROOT": str(default_checkpoint_root())},
+                                     "SPARK_CHECKPOINT_ROOT": checkpoint_root()},
                                     timeout=catch_up_timeout)
     cluster, session = cassandra_session(cassandra_conn_id)
     try:

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from cdc_platform import alerting, names
+from cdc_platform import alerting, names, state_paths
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from cdc_platform import connections as conn_ids
@@ -19,10 +19,6 @@ from cdc_platform.hooks.redis import redis_client
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 
 log = logging.getLogger(__name__)
-
-
-def default_checkpoint_root() -> Path:
-    return Path(os.environ.get("SPARK_CHECKPOINT_ROOT") or Path(os.environ["CDC_STATE_DIR"]) / "checkpoints")
 
 
 def thresholds_from(params: dict | None) -> watchdog.Thresholds:
@@ -51,7 +47,7 @@ def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | 
     finally:
         client.close()
     bootstrap = kafka_config(kafka_conn_id)
-    checkpoint_root = Path(checkpoint_root or default_checkpoint_root())
+    checkpoint_root = Path(checkpoint_root or state_paths.checkpoint_root())
     watchdog.stream_metrics(bootstrap, checkpoint_root, metrics)
     watchdog.core_metrics(checkpoint_root, metrics)
     watchdog.failure_metrics(checkpoint_root, metrics)
