@@ -9,6 +9,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from cdc_platform import connections as conn_ids
+from cdc_platform import names
 from cdc_platform.polling import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -66,7 +67,7 @@ class CdcStreamSubmitOperator(SparkSubmitOperator):
     """Runs the long-lived streaming job; a kill stops its queries gracefully first."""
 
     def __init__(self, *, checkpoint_root: str | None = None, trigger_seconds: float = 0.5,
-                 sinks: str = "cassandra,redis,rest", starting_offsets: str = "earliest",
+                 sinks: str = ",".join(names.STREAM_SINKS), starting_offsets: str = "earliest",
                  spark_conn_id: str = conn_ids.SPARK_CONN_ID, **kwargs):
         kwargs.setdefault("name", "cdc-stream")
         # The job's own Spark settings (cdc_stream.config.STREAM_SPARK_CONF) are set by the job
