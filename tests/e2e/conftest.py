@@ -86,3 +86,9 @@ def supervisor(stack_config):
     from cdc_platform.stack.supervisor import Supervisor
 
     return Supervisor(stack_config)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that restart the whole stack run first, before any test starts the long-running
+    stream that a restart would stop (the order of the others is kept)."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is None)

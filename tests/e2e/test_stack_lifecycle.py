@@ -1,7 +1,7 @@
 """`down` leaves no process behind and `up` after `down` keeps every service's data.
 
-This restarts the whole shared stack, so it lives in e2e and runs before the
-pipeline tests that need a long-running stream.
+This restarts the whole shared stack, so it is marked ``restarts_stack``: tests/e2e/conftest.py
+runs it before the pipeline tests that need a long-running stream.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cdc_platform.stack.__main__ import _stack_processes
 from cdc_platform.stack.service import port_open
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.restarts_stack]
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess:
