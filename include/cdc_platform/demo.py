@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from cdc_platform import names, runbook, traffic, verify
-from cdc_platform.smoke import run_checks
+from cdc_platform import names, pipeline_driver, sink_verification, traffic
+from cdc_platform.smoke_checks import run_checks
 from cdc_platform.stack import envfile
 from cdc_platform.stack.config import StackConfig
 
@@ -24,7 +24,7 @@ def say(text: str = "") -> None:
 
 
 def print_cassandra_rows(env, limit: int = 10) -> None:
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     cluster = cassandra_cluster_from_env(env)
     try:
@@ -48,13 +48,13 @@ def print_redis(env) -> None:
     client = redis_client.connect(env["REDIS_URL"], decode_responses=True)
     for key in (names.REDIS_COUNTS, names.REDIS_10M, names.REDIS_AVG_PCT):
         say(f"redis-cli ZRANGE {key} 0 -1 WITHSCORES")
-        members = verify.redis_sorted_set(client, key)
+        members = sink_verification.redis_sorted_set(client, key)
         if not members:
             say("   (empty)")
         for i, (member, score) in enumerate(members, 1):
             say(f"  {i:>3}) {member}  {score:.6g}")
     say("device insights (engagement_device:<device>):")
-    for device, fields in verify.device_insights(client).items():
+    for device, fields in sink_verification.device_insights(client).items():
         say(f"   {device:<8} count={fields.get('count', '0'):>5}  mean_pct={float(fields.get('mean_pct', 0)):.3f}  "
             f"very_low_share={float(fields.get('very_low_share', 0)):.2f}  "
             f"very_high_share={float(fields.get('very_high_share', 0)):.2f}")
@@ -63,7 +63,7 @@ def print_redis(env) -> None:
 def print_dlq(env, limit: int = 8) -> None:
     from cdc_platform.delivery import dlq
 
-    log_path = runbook.dlq_audit_log(env)
+    log_path = pipeline_driver.dlq_audit_log(env)
     say(f"$ tail -n {limit} {log_path}")
     lines = log_path.read_text().splitlines() if log_path.exists() else []
     for line in lines[-limit:]:
@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     if not all(r.ok for r in results):
         return 1
 
-    client = runbook.airflow_client(env)
+    client = pipeline_driver.airflow_client(env)
     say("==> 2/7 provisioning through Airflow (DAG cdc_provision)")
-    client.wait_for_dags(runbook.PIPELINE_DAGS)
-    run = runbook.run_dag(client, "cdc_provision", timeout=600, log=say)
+    client.wait_for_dags(pipeline_driver.PIPELINE_DAGS)
+    run = pipeline_driver.run_dag(client, "cdc_provision", timeout=600, log=say)
     for ti in run["task_instances"]:
         say(f"    {ti['task_id']:<18} {ti['state']:<8} {ti.get('duration') or 0:6.1f}s")
     if run["state"] != "success":
@@ -104,33 +104,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     say("==> 3/7 starting the stream (DAG cdc_stream, SparkSubmitOperator)")
-    pids = runbook.start_stream(client, env, log=say)
-    say(f"    stream running (driver pids {pids}), committed batches so far: {runbook.stream_batches(env)}")
+    pids = pipeline_driver.start_stream(client, env, log=say)
+    say(f"    stream running (driver pids {pids}), committed batches so far: {pipeline_driver.stream_batches(env)}")
     # A health sample before the traffic: with the one after it, the pipeline page draws rates.
-    runbook.run_dag(client, "cdc_watchdog", log=lambda line: None)
+    pipeline_driver.run_dag(client, "cdc_watchdog", log=lambda line: None)
 
-    api = runbook.RestApi(env)
+    api = pipeline_driver.RestApi(env)
     outage = int(args.events * args.outage_share)
     say(f"==> 4/7 sample traffic: {args.events} changes at {args.rate:.0f}/s "
         f"(the REST API answers 503 during the first {outage})")
     api.set_faults(status=503)
     try:
         stats = traffic.run(env["PG_DSN"], outage, args.rate, seed=args.seed, progress_every=0)
-        runbook.wait_caught_up(env, timeout=300)
+        pipeline_driver.wait_caught_up(env, timeout=300)
     finally:
         api.clear_faults()
     more = traffic.run(env["PG_DSN"], args.events - outage, args.rate, seed=args.seed + 1, catalogue_seed=args.seed)
     say(f"    written: {stats.inserts + more.inserts} inserts, {stats.updates + more.updates} updates, "
         f"{stats.deletes + more.deletes} deletes; deliberately bad: "
         f"{ {k: stats.bad[k] + more.bad[k] for k in stats.bad} }")
-    waited = runbook.wait_caught_up(env, timeout=300)
+    waited = pipeline_driver.wait_caught_up(env, timeout=300)
     say(f"    stream caught up {waited:.1f}s after the last change")
 
     say("==> 5/7 redelivering the DLQ (DAG cdc_dlq_reprocess)")
     from cdc_platform.delivery import dlq
 
     waiting = dlq.dlq_depth(env["KAFKA_BOOTSTRAP"])
-    run = runbook.run_dag(client, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0}, log=say)
+    run = pipeline_driver.run_dag(client, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0}, log=say)
     # Unpausing also lets the scheduler start its own run; either may take the entries.
     deadline = time.monotonic() + 120
     while dlq.dlq_depth(env["KAFKA_BOOTSTRAP"]) > 0 and time.monotonic() < deadline:
@@ -141,19 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     say("==> 6/7 checking the sinks against PostgreSQL")
     import psycopg2
 
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     pg = psycopg2.connect(env["PG_DSN"])
     cluster = cassandra_cluster_from_env(env)
-    comparison = verify.wait_for_cassandra_to_match(pg, cluster.connect(), timeout=120)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cluster.connect(), timeout=120)
     cluster.shutdown()
     pg.close()
     say(f"    Cassandra vs PostgreSQL: {comparison.summary()}")
-    run = runbook.run_dag(client, "cdc_reconcile", log=say)
+    run = pipeline_driver.run_dag(client, "cdc_reconcile", log=say)
     rec = client.xcom("cdc_reconcile", run["dag_run_id"], "reconcile_redis") if run["state"] == "success" else {}
     say(f"    Redis vs recompute from Cassandra (cdc_reconcile): drift {rec.get('drift_total')}, "
         f"rows in flight {rec.get('rows_in_flight')}")
-    quarantined = verify.quarantine_reasons(env["KAFKA_BOOTSTRAP"])
+    quarantined = sink_verification.quarantine_reasons(env["KAFKA_BOOTSTRAP"])
     say(f"    quarantined records by reason: {quarantined}")
 
     say("==> 7/7 the seed's verification")
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     say()
     print_dlq(env)
     say()
-    run = runbook.run_dag(client, "cdc_watchdog", log=say)
+    run = pipeline_driver.run_dag(client, "cdc_watchdog", log=say)
     try:
         watch = client.xcom("cdc_watchdog", run["dag_run_id"], "check_pipeline")
         m = watch["metrics"]
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Done in {time.monotonic() - started:.0f}s. The stream keeps running: rows you change in PostgreSQL")
     say(f"(psql \"$PG_DSN\", after `. {cfg.env_file}`) reach Cassandra, Redis and the REST API until `make down`.")
     say(f"Airflow UI: {env['AIRFLOW_URL']}  login: {env['AIRFLOW_USER']} / {env['AIRFLOW_PASSWORD']}")
-    say(f"CDC pipeline page (in the UI's navigation): {runbook.pipeline_page_url(env)}")
+    say(f"CDC pipeline page (in the UI's navigation): {pipeline_driver.pipeline_page_url(env)}")
     return 0
 
 

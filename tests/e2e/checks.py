@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
-from cdc_platform import names, runbook, verify
+from cdc_platform import names, pipeline_driver, sink_verification
 
 
 def xcom(airflow, run, task_id):
@@ -57,10 +57,10 @@ def write_workload(pg, n_rows: int, seed: int) -> dict[int, int]:
 
 
 def assert_sinks_match_postgres(stack_env, airflow, pg, cassandra):
-    runbook.wait_caught_up(stack_env, timeout=300)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+    pipeline_driver.wait_caught_up(stack_env, timeout=300)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
     assert comparison.equal, comparison.summary()
-    run = runbook.run_dag(airflow, "cdc_reconcile", conf={"repair": False})
+    run = pipeline_driver.run_dag(airflow, "cdc_reconcile", conf={"repair": False})
     assert run["state"] == "success"
     report = xcom(airflow, run, "reconcile_redis")
     assert report["drift_total"] == 0, report["drift_before"]
@@ -133,9 +133,10 @@ def watchdog_report(airflow, stack_env, conf: dict | None = None) -> dict:
     from datetime import datetime, timezone
 
     since = datetime.now(timezone.utc).isoformat()
-    run = runbook.run_dag(airflow, "cdc_watchdog", conf=LOOSE_WATCHDOG if conf is None else conf)
+    run = pipeline_driver.run_dag(airflow, "cdc_watchdog", conf=LOOSE_WATCHDOG if conf is None else conf)
     if run["state"] == "success":
         return xcom(airflow, run, "check_pipeline")
-    alerts = [a for a in runbook.alerts_since(stack_env, since, source="watchdog") if a["details"].get("metrics")]
+    alerts = [a for a in pipeline_driver.alerts_since(stack_env, since, source="watchdog")
+              if a["details"].get("metrics")]
     assert alerts, f"watchdog run {run['state']} without an alert"
     return alerts[-1]["details"]

@@ -29,7 +29,7 @@ def test_down_then_up_keeps_data_and_leaves_no_process(stack_env, stack_config):
     import psycopg2
     import redis
 
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     marker = uuid.uuid4().hex
     with psycopg2.connect(stack_env["PG_DSN"]) as conn, conn.cursor() as cur:

@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from cdc_platform import names, runbook
+from cdc_platform import names, pipeline_driver
 from cdc_platform.stack import spark_standalone
 from tests.e2e.checks import assert_rest_holds_each_change_once, assert_sinks_match_postgres, write_workload
 from tests.polling import poll_until
@@ -29,12 +29,12 @@ def restart_scheduler_with_master(stack_config, master: str) -> None:
 @pytest.fixture
 def spark_cluster(stream, stack_env, stack_config):
     cluster = spark_standalone.up(stack_config)
-    runbook.stop_stream(stream, stack_env)
+    pipeline_driver.stop_stream(stream, stack_env)
     restart_scheduler_with_master(stack_config, cluster.master_url)
     try:
         yield cluster
     finally:
-        runbook.stop_stream(stream, stack_env)
+        pipeline_driver.stop_stream(stream, stack_env)
         restart_scheduler_with_master(stack_config, names.EMBEDDED_SPARK_MASTER)
         spark_standalone.down(stack_config)
 
@@ -46,7 +46,7 @@ def stream_application(cluster) -> dict | None:
 
 def test_the_stream_runs_its_tasks_on_a_standalone_worker_and_every_sink_converges_exactly(
         stream, spark_cluster, stack_env, pg, cassandra, api):
-    runbook.start_stream(stream, stack_env, timeout=600)
+    pipeline_driver.start_stream(stream, stack_env, timeout=600)
     app = poll_until(lambda: stream_application(spark_cluster), timeout=180,
                      what="the stream registered with the standalone master")
     changes = write_workload(pg, 300, seed=71)

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc_platform import names
-from cdc_platform.kafka_connect import KafkaConnectClient
-from cdc_platform.smoke import run_checks
+from cdc_platform.connect_rest_client import KafkaConnectClient
+from cdc_platform.smoke_checks import run_checks
 from cdc_platform.stack.services.connect import secrets_properties_path
 from tests.polling import poll_until
 

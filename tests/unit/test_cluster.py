@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from cdc_platform import connector, provisioning
+from cdc_platform import connector_config, provisioning
 from cdc_platform.cluster import ClusterSettings, ClusterSettingsError
 
 CLUSTER_ENV = {
@@ -45,7 +45,7 @@ def test_the_keyspace_is_replicated_as_configured():
 
 
 def test_the_connector_creates_its_topics_with_the_same_replication_and_partitions():
-    config = connector.render("pg", 5432, "cdc", "${file:/s:k}", settings=ClusterSettings.from_env(CLUSTER_ENV))
+    config = connector_config.render("pg", 5432, "cdc", "${file:/s:k}", settings=ClusterSettings.from_env(CLUSTER_ENV))
     assert config["topic.creation.default.replication.factor"] == "3"
     assert config["topic.creation.default.partitions"] == "12"
 

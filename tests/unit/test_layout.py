@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "include" / "cdc_platform"
 # Tools of the local stack and the demo: they may use the stack manager; the library may not.
-STACK_TOOLS = ("stack", "demo.py", "bench", "runbook.py", "smoke.py", "restapi", "alerts_receiver.py")
+STACK_TOOLS = ("stack", "demo.py", "bench", "pipeline_driver.py", "smoke_checks.py", "restapi", "alerts_receiver.py")
 
 
 def imported(path: Path) -> set[str]:
@@ -47,7 +47,7 @@ def test_the_shared_library_never_imports_the_local_stack_manager():
 
 def test_the_spark_job_imports_neither_airflow_nor_the_orchestration_side():
     forbidden = ("airflow", "cdc_platform.stack", "cdc_platform.orchestration", "cdc_platform.operators",
-                 "cdc_platform.hooks", "cdc_platform.runbook", "cdc_platform.demo")
+                 "cdc_platform.hooks", "cdc_platform.pipeline_driver", "cdc_platform.demo")
     assert offenders(modules(ROOT / "spark_jobs"), forbidden) == {}
 
 

@@ -179,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen = args.phases
     say(f"==> benchmark: {', '.join(chosen)} on {os.cpu_count()} cores; results to {path}")
-    from cdc_platform import runbook
+    from cdc_platform import pipeline_driver
 
-    if not runbook.stream_driver_pids():
+    if not pipeline_driver.stream_driver_pids():
         if args.no_start_stream:
             say("    warning: no Spark driver is running; the stream queries will not catch up")
         else:
             say("    starting the stream (cdc_stream) through Airflow")
-            runbook.start_stream(runbook.airflow_client(env), env, log=say)
+            pipeline_driver.start_stream(pipeline_driver.airflow_client(env), env, log=say)
     queries = measure.stream_queries()
     tombstones = measure.tombstones_enabled(env)
     result.update(stream_queries=list(queries), tombstones_on_delete=tombstones, phases={})

@@ -17,20 +17,20 @@ SOURCE_TOPICS = (names.EVENTS_TOPIC, names.CONTENT_TOPIC)
 
 
 def stream_queries() -> tuple[str, ...]:
-    from cdc_platform.watchdog import STREAM_QUERIES
+    from cdc_platform.health.checks import STREAM_QUERIES
 
     return tuple(STREAM_QUERIES)
 
 
 def checkpoint_root(env) -> Path:
-    from cdc_platform import runbook
+    from cdc_platform import pipeline_driver
 
-    return runbook.stream_checkpoint_root(env)
+    return pipeline_driver.stream_checkpoint_root(env)
 
 
 def committed(root: Path, query: str):
     """(offsets, mtime) of the query's last committed batch, or None."""
-    from cdc_platform.watchdog import latest_committed_offsets
+    from cdc_platform.health.checks import latest_committed_offsets
 
     try:
         return latest_committed_offsets(root / query)
@@ -40,7 +40,7 @@ def committed(root: Path, query: str):
 
 def first_reaching_commit(root: Path, query: str, ends: logic.Offsets, max_batches: int = 200) -> float | None:
     """mtime of the earliest committed batch, among the newest ones, whose offsets reach ``ends``."""
-    from cdc_platform.watchdog import parse_offsets_file
+    from cdc_platform.health.checks import parse_offsets_file
 
     checkpoint = root / query
     try:
@@ -252,7 +252,7 @@ def wait_idle(bootstrap: str, root: Path, queries: tuple[str, ...], timeout: flo
 def tombstones_enabled(env) -> bool:
     """Debezium's ``tombstones.on.delete`` (default true): a delete then makes two messages."""
     try:
-        from cdc_platform.kafka_connect import KafkaConnectClient
+        from cdc_platform.connect_rest_client import KafkaConnectClient
 
         config = KafkaConnectClient(env["CONNECT_URL"]).get_config(names.CONNECTOR_NAME) or {}
     except Exception:  # noqa: BLE001 - unknown: assume Debezium's default
@@ -281,11 +281,11 @@ def process_groups() -> dict[str, list]:
     The Spark driver runs under an Airflow task: its tree is counted once, as its own group."""
     import psutil
 
-    from cdc_platform import runbook
+    from cdc_platform import pipeline_driver
     from cdc_platform.stack.config import StackConfig
     from cdc_platform.stack.supervisor import Supervisor
 
-    spark = {p.pid: p for pid in runbook.stream_driver_pids() for p in _descendants(pid)}
+    spark = {p.pid: p for pid in pipeline_driver.stream_driver_pids() for p in _descendants(pid)}
     groups: dict[str, list] = {SPARK_GROUP: list(spark.values())}
     for name, info in sorted(Supervisor(StackConfig.load()).all_info().items()):
         if info.get("pid"):
@@ -379,7 +379,7 @@ def cassandra_applied(env, row_ids: list[int], chunk: int = 100) -> dict[int, fl
     """Row id -> ``ingested_at`` (the time the sink wrote the row), for the rows found."""
     from cassandra.concurrent import execute_concurrent_with_args
 
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     cluster = cassandra_cluster_from_env(env)
     try:

@@ -34,7 +34,7 @@ def cassandra_session(conn_id: str = conn_ids.CASSANDRA_CONN_ID):
     """A session on the connection's host/port (protocol v5), without a keyspace so DDL can create one."""
     from airflow.sdk import BaseHook
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.cassandra_cluster import cassandra_cluster
 
     conn = BaseHook.get_connection(conn_id)
     cluster = cassandra_cluster(conn.host, conn.port or 9042, conn.login, conn.password)

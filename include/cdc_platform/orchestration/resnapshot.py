@@ -1,11 +1,11 @@
 """The ``cdc_resnapshot`` tasks: each resolves its connections and runs one step of
-``cdc_platform.resnapshot``."""
+``cdc_platform.snapshot_recovery``."""
 from __future__ import annotations
 
 import logging
 
 from cdc_platform import connections as conn_ids
-from cdc_platform import names, resnapshot
+from cdc_platform import names, snapshot_recovery
 from cdc_platform.hooks import stack as hooks
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
 from cdc_platform.orchestration import require_confirmation
@@ -17,11 +17,11 @@ def stop_connector(confirm: bool, kafka_connect_conn_id: str = conn_ids.KAFKA_CO
     require_confirmation(confirm, "the run stops the connector, forgets its offsets, drops the replication slot "
                                   "and snapshots every captured table again")
     connect = KafkaConnectHook(kafka_connect_conn_id).get_conn()
-    return {"state": resnapshot.stop_connector(connect)}
+    return {"state": snapshot_recovery.stop_connector(connect)}
 
 
 def reset_offsets(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -> dict:
-    report = resnapshot.reset_offsets(KafkaConnectHook(kafka_connect_conn_id).get_conn())
+    report = snapshot_recovery.reset_offsets(KafkaConnectHook(kafka_connect_conn_id).get_conn())
     log.info("connector offsets reset: %s", report)
     return report
 
@@ -29,7 +29,7 @@ def reset_offsets(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -
 def drop_slot(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
     conn = hooks.postgres_conn(postgres_conn_id)
     try:
-        dropped = resnapshot.drop_slot(conn)
+        dropped = snapshot_recovery.drop_slot(conn)
     finally:
         conn.close()
     log.info("replication slot %s %s", names.REPLICATION_SLOT, "dropped" if dropped else "was already gone")
@@ -37,7 +37,7 @@ def drop_slot(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
 
 
 def snapshot(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID, timeout: float = 1800) -> dict:
-    report = resnapshot.resume_and_wait_for_snapshot(KafkaConnectHook(kafka_connect_conn_id).get_conn(),
+    report = snapshot_recovery.resume_and_wait_for_snapshot(KafkaConnectHook(kafka_connect_conn_id).get_conn(),
                                                      timeout=timeout)
     log.info("snapshot done in %ss; Debezium streams again from %s", report["seconds"], report["offsets"])
     return report
@@ -48,25 +48,26 @@ def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_con
     """After the stream has applied the snapshot: a delete for every row the sinks hold that the
     source no longer has. Cassandra is read before PostgreSQL, so a row inserted meanwhile is
     never taken for a deleted one."""
-    from cdc_platform import reconcile, runbook
+    from cdc_platform.aggregates import reconciliation
+    from cdc_platform import pipeline_driver
     from cdc_platform.orchestration.watchdog import default_checkpoint_root
 
     bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
-    waited = runbook.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
+    waited = pipeline_driver.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
                                      "SPARK_CHECKPOINT_ROOT": str(default_checkpoint_root())},
                                     timeout=catch_up_timeout)
     cluster, session = hooks.cassandra_session(cassandra_conn_id)
     try:
-        sink_rows = reconcile.read_cassandra_rows(session)
+        sink_rows = reconciliation.read_cassandra_rows(session)
     finally:
         cluster.shutdown()
     conn = hooks.postgres_conn(postgres_conn_id)
     try:
-        deleted = resnapshot.rows_deleted_at_source(sink_rows, resnapshot.source_event_ids(conn))
-        position = resnapshot.current_wal_position(conn)
+        deleted = snapshot_recovery.rows_deleted_at_source(sink_rows, snapshot_recovery.source_event_ids(conn))
+        position = snapshot_recovery.current_wal_position(conn)
     finally:
         conn.close()
-    swept = resnapshot.publish_sweep(bootstrap, sink_rows, deleted, position) if deleted else 0
+    swept = snapshot_recovery.publish_sweep(bootstrap, sink_rows, deleted, position) if deleted else 0
     log.info("stream caught up after %.0fs; %d rows deleted at the source while no slot recorded it: %s",
              waited, swept, deleted[:50])
     return {"caught_up_after_s": round(waited, 1), "swept": swept, "swept_ids": deleted[:1000], "position": position}

@@ -16,7 +16,7 @@ DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 def ensure_roles(host: str, port: int, admin_password: str, sink_password: str) -> None:
     from cassandra.cluster import NoHostAvailable
 
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.cassandra_cluster import cassandra_cluster
 
     admin = (names.CASSANDRA_ADMIN_ROLE, admin_password)
 

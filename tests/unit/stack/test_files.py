@@ -3,7 +3,7 @@ import os
 import stat
 
 from cdc_platform import connections, names, semantics
-from cdc_platform.connector import render
+from cdc_platform.connector_config import render
 from cdc_platform.stack import envfile, secrets
 from cdc_platform.stack.config import StackConfig
 from cdc_platform.stack.service import Service

@@ -135,7 +135,7 @@ auto_snapshot: false
     admin = (names.CASSANDRA_ADMIN_ROLE, secrets["cassandra_admin_password"])
 
     def connect(credentials: tuple[str, str]):
-        from cdc_platform.clients import cassandra_cluster
+        from cdc_platform.cassandra_cluster import cassandra_cluster
 
         cluster = cassandra_cluster(cfg.host, port, *credentials, connect_timeout=3, control_connection_timeout=3)
         try:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform.watchdog import Metrics, Thresholds, evaluate, latest_committed_offsets, parse_offsets_file
+from cdc_platform.health.checks import Metrics, Thresholds, evaluate, latest_committed_offsets, parse_offsets_file
 
 OFFSETS = """v1
 {"batchWatermarkMs":0,"batchTimestampMs":1764215000000,"conf":{}}
@@ -94,7 +94,7 @@ def test_core_metrics_age_the_oldest_wait_since_the_last_report(tmp_path: Path):
     import json
 
     from cdc_platform import names
-    from cdc_platform.watchdog import core_metrics
+    from cdc_platform.health.checks import core_metrics
 
     m = Metrics()
     core_metrics(tmp_path, m)
@@ -128,7 +128,7 @@ def test_source_schema_drift_breaches_with_what_changed():
 
 class RecordingConnect:
     def __init__(self, connector: str, tasks: tuple[str, ...]):
-        from cdc_platform.kafka_connect import ConnectorState
+        from cdc_platform.connect_rest_client import ConnectorState
 
         self.state = ConnectorState("c", connector, tasks)
         self.calls: list[str] = []
@@ -151,7 +151,7 @@ class RecordingConnect:
 ])
 def test_the_watchdog_resumes_a_paused_connector_restarts_a_failed_one_and_leaves_a_stopped_one(
         connector, tasks, calls):
-    from cdc_platform.watchdog import connector_metrics
+    from cdc_platform.health.checks import connector_metrics
 
     connect, metrics = RecordingConnect(connector, tasks), Metrics()
     connector_metrics(connect, metrics)
@@ -163,7 +163,7 @@ def test_a_query_failing_again_and_again_breaches_with_its_error(tmp_path: Path)
     import json
 
     from cdc_platform import names
-    from cdc_platform.watchdog import failure_metrics
+    from cdc_platform.health.checks import failure_metrics
 
     progress = tmp_path / names.STREAM_PROGRESS_DIR
     progress.mkdir()

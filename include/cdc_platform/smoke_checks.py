@@ -49,7 +49,7 @@ def _kafka(env: Mapping[str, str]) -> str:
 
 
 def _connect(env: Mapping[str, str]) -> str:
-    from cdc_platform.kafka_connect import KafkaConnectClient
+    from cdc_platform.connect_rest_client import KafkaConnectClient
 
     plugins = KafkaConnectClient(env["CONNECT_URL"]).plugins()
     debezium = "io.debezium.connector.postgresql.PostgresConnector"
@@ -59,7 +59,7 @@ def _connect(env: Mapping[str, str]) -> str:
 
 
 def _cassandra(env: Mapping[str, str]) -> str:
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     cluster = cassandra_cluster_from_env(env, connect_timeout=10)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdc_platform import resnapshot
+from cdc_platform import snapshot_recovery
 from cdc_platform.aggregates.model import Row
 
 STREAMING = [{"partition": {"server": "p"}, "offset": {"lsn_proc": 10, "lsn_commit": 9, "lsn": 10, "txId": 5}}]
@@ -20,18 +20,18 @@ def test_the_run_refuses_to_start_without_its_confirmation():
 
 @pytest.mark.parametrize(("offsets", "done"), [([], False), (SNAPSHOTTING, False), (STREAMING, True)])
 def test_the_snapshot_is_done_once_the_offsets_say_debezium_streams(offsets, done):
-    assert resnapshot.snapshot_done(offsets) is done
+    assert snapshot_recovery.snapshot_done(offsets) is done
 
 
 def test_only_rows_the_sinks_hold_and_the_source_lost_are_swept():
     sink_rows = {rid: Row(rid, "c", 0, "tv", 0.5, 100) for rid in (1, 2, 3)}
-    assert resnapshot.rows_deleted_at_source(sink_rows, {2, 4}) == [1, 3]
+    assert snapshot_recovery.rows_deleted_at_source(sink_rows, {2, 4}) == [1, 3]
 
 
 def test_a_sweep_delete_is_a_normalized_change_every_sink_reads():
     from cdc_stream import schemas
 
-    change = resnapshot.sweep_change(Row(7, "c-1", 1_700_000_000_000, "tv", 0.25, 100), position=500,
+    change = snapshot_recovery.sweep_change(Row(7, "c-1", 1_700_000_000_000, "tv", 0.25, 100), position=500,
                                      now_ms=1_800_000_000_000)
     assert set(change) == {f.name for f in schemas.CHANGE.fields}
     assert (change["id"], change["op"], change["position"]) == (7, "d", 500)

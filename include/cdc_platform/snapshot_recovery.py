@@ -27,7 +27,7 @@ from typing import Iterable, Mapping
 
 from cdc_platform import names
 from cdc_platform.aggregates.model import Row
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 from cdc_platform.polling import wait_until
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import requests
 from cdc_platform import names
 from cdc_platform.airflow_api import AirflowApiError, AirflowClient
 from cdc_platform.restapi import FAULTS_PATH
-from cdc_platform.watchdog import STREAM_QUERIES, latest_committed_offsets
+from cdc_platform.health.checks import STREAM_QUERIES, latest_committed_offsets
 
 PIPELINE_DAGS = {"cdc_provision", "cdc_stream", "cdc_watchdog", "cdc_reconcile", "cdc_dlq_reprocess",
                  "cdc_dlq_replay_parked", "cdc_resnapshot"}
@@ -129,7 +129,7 @@ def set_aside_checkpoint(env, query: str) -> Path:
     checkpoint = stream_checkpoint_root(env) / query
     aside = checkpoint.with_name(f"{query}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
     if stream_driver_pids():
-        raise RuntimeError("stop the stream first (runbook.stop_stream, or pause cdc_stream and mark its task failed)")
+        raise RuntimeError("stop the stream first (pipeline_driver.stop_stream, or pause cdc_stream and mark its task failed)")
     checkpoint.rename(aside)
     (stream_checkpoint_root(env) / names.STREAM_PROGRESS_DIR / f"{query}.failure.json").unlink(missing_ok=True)
     return aside

@@ -22,7 +22,7 @@ import redis
 import requests
 
 from cdc_platform import names, provisioning
-from cdc_platform import reconcile as rc
+from cdc_platform.aggregates import reconciliation as rc
 from cdc_platform.aggregates import (Change, Row, apply_changes, diff, establish_state_marker, read_snapshot,
                                      read_watermark, recompute, state_marker_present)
 from cdc_platform.aggregates.store import device_key

@@ -9,9 +9,9 @@ import struct
 import pytest
 
 from cdc_platform.aggregates import Row, RowContribution, diff, recompute
-from cdc_platform.reconcile import (REDIS_AHEAD, REDIS_BEHIND, SETTLED, UNORDERED, Disagreement, RedisRow,
-                                    classify, decode_pending, drift_examples, encode_pending, expected_snapshot,
-                                    matches, plan, row_from_fence)
+from cdc_platform.aggregates.reconciliation import (REDIS_AHEAD, REDIS_BEHIND, SETTLED, UNORDERED, Disagreement,
+                                                    RedisRow, classify, decode_pending, drift_examples,
+                                                    encode_pending, expected_snapshot, matches, plan, row_from_fence)
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
 NOW = 1_800_000_000_000
