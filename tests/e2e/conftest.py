@@ -4,7 +4,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from cdc_platform import pipeline_driver
+from cdc_local import pipeline_driver
 from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 from tests.e2e.browser import page  # noqa: F401  (the browser page fixture of the UI tests)
 
@@ -83,6 +83,6 @@ def stream(provisioned, stack_env):
 
 @pytest.fixture(scope="session")
 def supervisor(stack_config):
-    from cdc_platform.stack.supervisor import Supervisor
+    from cdc_local.stack.supervisor import Supervisor
 
     return Supervisor(stack_config)

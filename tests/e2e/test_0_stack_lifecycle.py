@@ -14,14 +14,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc_platform.stack.__main__ import _stack_processes
-from cdc_platform.stack.service import port_open
+from cdc_local.stack.__main__ import _stack_processes
+from cdc_local.stack.service import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cdc_platform.stack", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cdc_local.stack", *args], capture_output=True, text=True,
                           timeout=900, check=False, env={**os.environ})
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cdc_platform import pipeline_driver
-from cdc_platform.stack.supervisor import Supervisor
+from cdc_local import pipeline_driver
+from cdc_local.stack.supervisor import Supervisor
 
 pytestmark = [pytest.mark.e2e]
 

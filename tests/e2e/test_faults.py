@@ -97,7 +97,7 @@ def test_the_connector_deleted_and_registered_again_resumes_from_its_offsets_and
         stream, stack_env, pg, cassandra, api):
     """Kafka Connect keeps a deleted connector's offsets; cdc_provision registers it again under
     the same name and slot, and Debezium resumes where it stopped."""
-    from cdc_platform import pipeline_driver
+    from cdc_local import pipeline_driver
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     try:
@@ -122,7 +122,8 @@ def test_changes_lost_to_retention_before_the_stream_read_them_stop_the_query_wi
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from cdc_platform import pipeline_driver
+    from cdc_local import pipeline_driver
+    from cdc_platform import stream_progress
     from cdc_platform.health import checks as health_checks
 
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
@@ -140,7 +141,7 @@ def test_changes_lost_to_retention_before_the_stream_read_them_stop_the_query_wi
         pipeline_driver.start_stream(stream, stack_env, timeout=300)
 
     core = names.STREAM_CORE_QUERY
-    root = pipeline_driver.stream_checkpoint_root(stack_env)
+    root = stream_progress.stream_checkpoint_root(stack_env)
     poll_until(lambda: ((health_checks.read_progress(root, f"{core}.failure") or {}).get("failures") or 0) >= 3,
                timeout=240, what="the core query failing on the lost offsets again and again")
     breaches = {b["check"]: b for b in watchdog_report(stream, stack_env)["breaches"]}
@@ -196,7 +197,7 @@ def test_postgres_restarted_with_a_fast_shutdown_loses_and_duplicates_nothing(
     task, reconcile checks Redis) and every sink is exact."""
     from datetime import datetime, timezone
 
-    from cdc_platform import pipeline_driver
+    from cdc_local import pipeline_driver
 
     since = datetime.now(timezone.utc).isoformat()
     scheduler_pid = supervisor.info("airflow-scheduler")["pid"]
@@ -234,7 +235,8 @@ def _answers(pg) -> bool:
 
 def test_the_rest_service_stopped_under_traffic_fills_the_dlq_and_reprocess_delivers_once(
         stream, stack_env, pg, cassandra, api, supervisor):
-    from cdc_platform import pipeline_driver, sink_verification
+    from cdc_local import pipeline_driver, sink_verification
+    from cdc_platform import stream_progress
     from cdc_platform.delivery import dlq
 
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
@@ -244,7 +246,7 @@ def test_the_rest_service_stopped_under_traffic_fills_the_dlq_and_reprocess_deli
         # Cassandra (and Redis) keep up while every post is refused.
         comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
         assert comparison.equal, comparison.summary()
-        pipeline_driver.wait_caught_up(stack_env, timeout=300)
+        stream_progress.wait_caught_up(stack_env, timeout=300)
         assert dlq.dlq_depth(bootstrap) > depth_before, "no delivery failed while the service was stopped"
     finally:
         bring_back("restapi")

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cdc_platform import names, pipeline_driver, semantics, sink_verification
+from cdc_local import sink_verification
+from cdc_platform import names, semantics, stream_progress
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, content_ids,
                               watchdog_report)
 
@@ -40,7 +41,7 @@ def insert_event(cur, content_id: str, **overrides) -> int:
 
 def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exactly(
         stream, stack_env, pg, cassandra, api):
-    pipeline_driver.wait_caught_up(stack_env, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
     quarantined_before = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
     known = content_ids(pg)
     far_future = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=2)
@@ -142,7 +143,7 @@ def test_rows_over_a_megabyte_flow_and_a_row_over_the_limit_is_quarantined_while
     """Three times Kafka's default message size flows to every sink; a row over the limit no
     longer fails the connector task again and again: it is quarantined as oversized_value, and
     the changes after it flow."""
-    pipeline_driver.wait_caught_up(stack_env, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
     quarantined_before = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
     known = content_ids(pg)
     big_payload = json_payload_of(3 * 1024 * 1024)
@@ -217,7 +218,7 @@ def test_columns_added_and_dropped_while_streaming_are_reported_and_nothing_is_l
             orphans = [r[0] for r in cur.fetchall()]
         pg.commit()
         assert schema_drift_seen(stream, stack_env) == {table: {"added": ["kind"], "dropped": ["event_type"], "retyped": []}}
-        pipeline_driver.wait_caught_up(stack_env, timeout=300)
+        stream_progress.wait_caught_up(stack_env, timeout=300)
         quarantined = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
         assert quarantined == Counter({semantics.MISSING_REQUIRED_FIELD: len(orphans)})
 

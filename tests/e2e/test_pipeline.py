@@ -15,7 +15,8 @@ import psycopg2
 import pytest
 import redis
 
-from cdc_platform import names, pipeline_driver, sink_verification
+from cdc_local import pipeline_driver, sink_verification
+from cdc_platform import names, stream_progress
 from cdc_platform.delivery import dlq
 from cdc_platform.connect_rest_client import KafkaConnectClient
 from tests.e2e.checks import (answers, assert_rest_holds_each_change_once, assert_sinks_match_postgres,
@@ -88,7 +89,7 @@ def test_a_redis_outage_holds_back_only_redis_which_then_catches_up_exactly(
             except AssertionError:
                 assert time.monotonic() < deadline, "the REST service fell behind during the Redis outage"
                 time.sleep(2)
-        assert not pipeline_driver.stream_caught_up(stack_env), "the Redis query cannot have caught up without Redis"
+        assert not stream_progress.stream_caught_up(stack_env), "the Redis query cannot have caught up without Redis"
     finally:
         bring_back("redis")
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
@@ -133,7 +134,7 @@ def test_a_slow_rest_api_holds_back_only_the_rest_sink(stream, stack_env, pg, ca
             assert time.monotonic() < deadline, "Redis fell behind the slow REST API"
             time.sleep(0.3)
         while True:
-            caught_up = pipeline_driver.queries_caught_up(stack_env)
+            caught_up = stream_progress.queries_caught_up(stack_env)
             if caught_up[names.sink_query("cassandra")] and caught_up[names.sink_query("redis")]:
                 break
             assert time.monotonic() < deadline, f"Cassandra or Redis fell behind the slow REST API: {caught_up}"
@@ -155,7 +156,7 @@ def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
     finally:
         pipeline_driver.start_stream(stream, stack_env, timeout=300)
 
-    pipeline_driver.wait_caught_up(stack_env, timeout=600)
+    stream_progress.wait_caught_up(stack_env, timeout=600)
     comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
     assert comparison.equal, comparison.summary()
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
@@ -170,7 +171,7 @@ def test_events_committed_with_their_content_while_the_stream_runs_reach_every_s
     """Content and its events in one transaction, read while the stream runs: the core query's
     catalogue learns the content after it has read (some of) the events, which then wait."""
     last, ids = insert_content_with_events(pg, 200, 5_000, "mobile")
-    pipeline_driver.wait_caught_up(stack_env, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
     deadline = time.monotonic() + 120
     while client.zscore(names.REDIS_COUNTS, last) != 5_000:

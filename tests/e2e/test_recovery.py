@@ -10,7 +10,8 @@ import psycopg2
 import pytest
 import redis
 
-from cdc_platform import names, pipeline_driver, sink_verification
+from cdc_local import pipeline_driver, sink_verification
+from cdc_platform import names, stream_progress
 from cdc_platform.delivery import dlq
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, watchdog_report,
                               write_workload, xcom)
@@ -75,7 +76,7 @@ def test_redis_losing_its_data_under_traffic_is_alerted_and_repaired_by_the_firs
     assert report["metrics"]["redis_state_lost"] is True
     assert "redis_state_lost" in {b["check"] for b in report["breaches"]}
 
-    pipeline_driver.wait_caught_up(stack_env, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
     run = pipeline_driver.run_dag(stream, "cdc_reconcile")
     assert run["state"] == "success"
     # A scheduled run may have got there first; the first one after the flush restores Redis.

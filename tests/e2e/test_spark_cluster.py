@@ -9,8 +9,9 @@ import sys
 import pytest
 import requests
 
-from cdc_platform import names, pipeline_driver
-from cdc_platform.stack import spark_standalone
+from cdc_local import pipeline_driver
+from cdc_platform import names
+from cdc_local.stack import spark_standalone
 from tests.e2e.checks import assert_rest_holds_each_change_once, assert_sinks_match_postgres, write_workload
 from tests.polling import poll_until
 
@@ -22,7 +23,7 @@ def restart_scheduler_with_master(stack_config, master: str) -> None:
     resolve spark_default to that master."""
     env = {**os.environ, "CDC_STATE_DIR": str(stack_config.state_dir), "CDC_SPARK_MASTER": master,
            "PYTHONPATH": f"{stack_config.repo_root / 'include'}:{stack_config.repo_root / 'spark_jobs'}"}
-    subprocess.run([sys.executable, "-m", "cdc_platform.stack", "restart", "airflow-scheduler"], env=env,
+    subprocess.run([sys.executable, "-m", "cdc_local.stack", "restart", "airflow-scheduler"], env=env,
                    check=True, capture_output=True, timeout=300)
 
 

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cdc_platform import names
 from cdc_platform.connect_rest_client import KafkaConnectClient
 from cdc_platform.smoke_checks import run_checks
-from cdc_platform.stack.services.connect import secrets_properties_path
+from cdc_local.stack.services.connect import secrets_properties_path
 from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration

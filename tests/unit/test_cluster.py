@@ -72,8 +72,8 @@ def test_a_wrong_setting_is_refused_with_its_name(key, value, message):
 
 
 def test_the_local_stack_passes_its_cluster_settings_to_airflow(tmp_path):
-    from cdc_platform.stack import envfile, secrets
-    from cdc_platform.stack.config import StackConfig
+    from cdc_local.stack import envfile, secrets
+    from cdc_local.stack.config import StackConfig
 
     cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path), "CDC_CASSANDRA_CONSISTENCY": "ONE"})
     values = envfile.build(cfg, secrets.load_or_create(cfg.secrets))

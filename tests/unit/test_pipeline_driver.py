@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from cdc_platform import names, pipeline_driver
+from cdc_local import pipeline_driver
+from cdc_platform import names
 
 
 def test_a_set_aside_checkpoint_is_kept_renamed_and_its_failure_report_cleared(tmp_path, monkeypatch):

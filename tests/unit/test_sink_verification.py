@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cdc_platform import semantics, sink_verification
+from cdc_local import sink_verification
+from cdc_platform import semantics
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
 VALID = {"content_id": "c", "user_id": "u", "event_type": "play", "event_ts": datetime(2026, 11, 27),

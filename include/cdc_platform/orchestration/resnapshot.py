@@ -49,11 +49,11 @@ def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_con
     source no longer has. Cassandra is read before PostgreSQL, so a row inserted meanwhile is
     never taken for a deleted one."""
     from cdc_platform.aggregates import reconciliation
-    from cdc_platform import pipeline_driver
+    from cdc_platform import stream_progress
     from cdc_platform.orchestration.watchdog import default_checkpoint_root
 
     bootstrap = hooks.kafka_bootstrap(kafka_conn_id)
-    waited = pipeline_driver.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
+    waited = stream_progress.wait_caught_up({"KAFKA_BOOTSTRAP": bootstrap,
                                      "SPARK_CHECKPOINT_ROOT": str(default_checkpoint_root())},
                                     timeout=catch_up_timeout)
     cluster, session = hooks.cassandra_session(cassandra_conn_id)
