@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CDC_STATE_DIR ?= $(CURDIR)/.stack
 PY := $(CDC_STATE_DIR)/venv/bin/python
 RUN := PYTHONPATH=$(CURDIR)/include:$(CURDIR)/spark_jobs $(PY)
-STACK := $(RUN) -m cdc_platform.stack
+STACK := $(RUN) -m cdc_local.stack
 PYTEST_ARGS ?=
 
 .PHONY: help install up down status logs env demo test test-unit bench lock
@@ -30,7 +30,7 @@ env:  ## print the connection details (.stack/env)
 	@$(STACK) env
 
 demo: up  ## the main job: bring the platform up and show it working
-	@$(RUN) -m cdc_platform.demo
+	@$(RUN) -m cdc_local.demo
 
 test: up  ## the full test suite (unit, DAG integrity, integration, e2e) against the real stack
 	@$(RUN) -m pytest $(PYTEST_ARGS)
@@ -43,7 +43,7 @@ test-unit: install  ## only the tests that need no services
 	@$(RUN) -m pytest tests/unit tests/dags $(PYTEST_ARGS)
 
 bench:  ## capture, backlog, sustained steps, freshness, footprint of the running pipeline (after make demo; ARGS=--help)
-	@$(RUN) -m cdc_platform.bench $(ARGS)
+	@$(RUN) -m cdc_local.bench $(ARGS)
 
 lock:  ## re-pin include/stack/constraints.txt from the current venv
 	@$(PY) -m pip freeze --disable-pip-version-check | grep -vE '^(pip|setuptools|wheel)==' > include/stack/constraints.txt

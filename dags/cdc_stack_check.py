@@ -26,7 +26,7 @@ from cdc_platform import dag_defaults
 def cdc_stack_check():
     @task
     def check_services() -> dict[str, str]:
-        from cdc_platform.smoke import run_checks_from_environment
+        from cdc_platform.smoke_checks import run_checks_from_environment
 
         return run_checks_from_environment()
 

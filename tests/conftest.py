@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform.stack import envfile
-from cdc_platform.stack.config import StackConfig
+from cdc_local.stack import envfile
+from cdc_local.stack.config import StackConfig
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def watchdog_params() -> dict:
     """One Param per threshold, with its default, type and minimum; plus ``auto_restart``."""
     from airflow.sdk import Param
 
-    from cdc_platform.watchdog import Thresholds
+    from cdc_platform.health.checks import Thresholds
 
     params = {}
     for threshold in fields(Thresholds):

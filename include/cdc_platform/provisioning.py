@@ -17,7 +17,7 @@ from pathlib import Path
 from cdc_platform import names, semantics
 from cdc_platform.cluster import ClusterSettings
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 from cdc_platform.health import store as health_store
 from cdc_platform.kafka_clients import client_config
 
@@ -236,7 +236,7 @@ def run_canary(pg_conn, bootstrap: str, timeout: float = 120) -> float:
 
 
 def connector_config_from_env(env) -> dict[str, str]:
-    from cdc_platform.connector import render
+    from cdc_platform.connector_config import render
 
     connect_conn = json.loads(env[f"AIRFLOW_CONN_{KAFKA_CONNECT_CONN_ID.upper()}"])
     extra = connect_conn["extra"]
@@ -249,7 +249,7 @@ def provision_from_env(env) -> dict:
     import psycopg2
     from cdc_platform import redis_client
 
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     report: dict = {}
     conn = psycopg2.connect(env["PG_DSN"])

@@ -4,9 +4,10 @@ every part of the pipeline takes.
 Each rule's constants are defined here and nowhere else, with its Python form for one value
 (``normalize_device``, ``engagement_pct``, ...). Two places restate rules in another form, from
 these constants: the stream's transforms as Spark column expressions (tests/unit/stream/
-test_transforms.py checks them against the Python forms), and ``verify.source_rejection``,
-which judges a PostgreSQL row as the stream would. The order in which the checks apply, when a
-change breaks several rules, is the transforms' (``_validation_reason``).
+test_transforms.py checks them against the Python forms), and
+``cdc_local.sink_verification.source_rejection``, which judges a PostgreSQL row as the stream
+would. The order in which the checks apply, when a change breaks several rules, is the
+transforms' (``_validation_reason``).
 """
 from __future__ import annotations
 

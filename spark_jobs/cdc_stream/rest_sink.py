@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from cdc_platform import names, semantics
 from cdc_platform.delivery import dlq
-from cdc_platform.restapi import MAX_BATCH_ITEMS
+from cdc_platform.delivery.rest_contract import MAX_BATCH_ITEMS
 from cdc_platform.delivery.rest_client import (
     CircuitBreaker,
     DeliveryItem,

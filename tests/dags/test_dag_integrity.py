@@ -76,7 +76,7 @@ def test_each_dag_shares_the_owner_and_documents_itself_with_its_module_docstrin
 def test_the_watchdogs_params_are_its_thresholds_with_their_defaults(dagbag):
     from dataclasses import asdict
 
-    from cdc_platform.watchdog import Thresholds
+    from cdc_platform.health.checks import Thresholds
 
     params = dagbag.dags["cdc_watchdog"].params
     defaults = asdict(Thresholds())

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 
-from cdc_platform import names, runbook, verify
+from cdc_local import pipeline_driver, sink_verification
+from cdc_platform import names, stream_progress
 
 
 def xcom(airflow, run, task_id):
@@ -16,7 +17,7 @@ def xcom(airflow, run, task_id):
 
 
 def content_ids(pg) -> list[str]:
-    from cdc_platform import traffic
+    from cdc_local import traffic
 
     traffic.ensure_catalogue(pg, traffic.make_catalogue(random.Random(1), 12, datetime(2026, 1, 1)))
     with pg.cursor() as cur:
@@ -57,10 +58,10 @@ def write_workload(pg, n_rows: int, seed: int) -> dict[int, int]:
 
 
 def assert_sinks_match_postgres(stack_env, airflow, pg, cassandra):
-    runbook.wait_caught_up(stack_env, timeout=300)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
     assert comparison.equal, comparison.summary()
-    run = runbook.run_dag(airflow, "cdc_reconcile", conf={"repair": False})
+    run = pipeline_driver.run_dag(airflow, "cdc_reconcile", conf={"repair": False})
     assert run["state"] == "success"
     report = xcom(airflow, run, "reconcile_redis")
     assert report["drift_total"] == 0, report["drift_before"]
@@ -82,7 +83,7 @@ def bring_back(service: str) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "cdc_platform.stack", "up", service], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "cdc_local.stack", "up", service], capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
@@ -106,7 +107,7 @@ def redis_fences(stack_env, changes: dict[int, int]) -> dict[int, dict]:
 
 def insert_content_with_events(pg, contents: int, events: int, device: str) -> tuple[str, list[int]]:
     """In one transaction, new content rows and events for the last of them; (its id, event ids)."""
-    from cdc_platform import traffic
+    from cdc_local import traffic
 
     catalogue = traffic.make_catalogue(random.Random(uuid.uuid4().int), contents, datetime(2026, 1, 1))
     catalogue[-1]["length_seconds"] = 600
@@ -133,9 +134,10 @@ def watchdog_report(airflow, stack_env, conf: dict | None = None) -> dict:
     from datetime import datetime, timezone
 
     since = datetime.now(timezone.utc).isoformat()
-    run = runbook.run_dag(airflow, "cdc_watchdog", conf=LOOSE_WATCHDOG if conf is None else conf)
+    run = pipeline_driver.run_dag(airflow, "cdc_watchdog", conf=LOOSE_WATCHDOG if conf is None else conf)
     if run["state"] == "success":
         return xcom(airflow, run, "check_pipeline")
-    alerts = [a for a in runbook.alerts_since(stack_env, since, source="watchdog") if a["details"].get("metrics")]
+    alerts = [a for a in pipeline_driver.alerts_since(stack_env, since, source="watchdog")
+              if a["details"].get("metrics")]
     assert alerts, f"watchdog run {run['state']} without an alert"
     return alerts[-1]["details"]

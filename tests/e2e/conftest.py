@@ -4,15 +4,15 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from cdc_platform import runbook
-from cdc_platform.clients import cassandra_cluster_from_env
+from cdc_local import pipeline_driver
+from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 from tests.e2e.browser import page  # noqa: F401  (the browser page fixture of the UI tests)
 
 
 @pytest.fixture(scope="session")
 def airflow(stack_env):
-    client = runbook.airflow_client(stack_env)
-    client.wait_for_dags(runbook.PIPELINE_DAGS)
+    client = pipeline_driver.airflow_client(stack_env)
+    client.wait_for_dags(pipeline_driver.PIPELINE_DAGS)
     return client
 
 
@@ -49,7 +49,7 @@ def cassandra(stack_env):
 
 @pytest.fixture(scope="session")
 def api(stack_env):
-    api = runbook.RestApi(stack_env)
+    api = pipeline_driver.RestApi(stack_env)
     api.clear_faults()
     yield api
     api.clear_faults()
@@ -57,7 +57,7 @@ def api(stack_env):
 
 @pytest.fixture(scope="session")
 def provisioned(airflow, stack_env):
-    run = runbook.run_dag(airflow, "cdc_provision")
+    run = pipeline_driver.run_dag(airflow, "cdc_provision")
     assert run["state"] == "success", run["task_instances"]
     return airflow
 
@@ -67,23 +67,23 @@ def stream(provisioned, stack_env):
     """Provisioned and streaming: each test starts with the connector registered and the stream
     running, even when the test before it took either away and failed before it could restore it."""
     from cdc_platform import names
-    from cdc_platform.kafka_connect import KafkaConnectClient
+    from cdc_platform.connect_rest_client import KafkaConnectClient
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     state = connect.status(names.CONNECTOR_NAME)
     if state is None:
-        run = runbook.run_dag(provisioned, "cdc_provision")
+        run = pipeline_driver.run_dag(provisioned, "cdc_provision")
         assert run["state"] == "success", run["task_instances"]
     elif state.connector in ("PAUSED", "STOPPED"):
         connect.resume(names.CONNECTOR_NAME)
         connect.wait_running(names.CONNECTOR_NAME)
-    runbook.start_stream(provisioned, stack_env, timeout=300)
+    pipeline_driver.start_stream(provisioned, stack_env, timeout=300)
     return provisioned
 
 
 @pytest.fixture(scope="session")
 def supervisor(stack_config):
-    from cdc_platform.stack.supervisor import Supervisor
+    from cdc_local.stack.supervisor import Supervisor
 
     return Supervisor(stack_config)
 

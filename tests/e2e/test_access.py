@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cdc_platform import runbook
-from cdc_platform.stack.supervisor import Supervisor
+from cdc_local import pipeline_driver
+from cdc_local.stack.supervisor import Supervisor
 
 pytestmark = [pytest.mark.e2e]
 
@@ -27,7 +27,7 @@ def is_loopback(ip: str) -> bool:
 def test_every_port_the_stack_and_the_stream_listen_on_is_loopback(stream, stack_config):
     root = psutil.Process(Supervisor(stack_config).pid())
     pids = {root.pid, *(p.pid for p in root.children(recursive=True))}
-    assert set(runbook.stream_driver_pids()) & pids, "the stream's driver runs under the stack"
+    assert set(pipeline_driver.stream_driver_pids()) & pids, "the stream's driver runs under the stack"
     listening = sorted({(c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name())
                         for c in psutil.net_connections("inet")
                         if c.status == psutil.CONN_LISTEN and c.pid in pids})
@@ -55,7 +55,7 @@ def test_cassandra_refuses_anonymous_and_default_logins_and_the_sink_role_only_r
     from cassandra.cluster import NoHostAvailable
 
     from cdc_platform import names
-    from cdc_platform.clients import cassandra_cluster
+    from cdc_platform.cassandra_cluster import cassandra_cluster
 
     host, port = stack_env["CASSANDRA_HOST"], stack_env["CASSANDRA_PORT"]
     for credentials in ((), ("cassandra", "cassandra")):

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from cdc_platform.airflow_api import AirflowClient
+from cdc_local.airflow_api import AirflowClient
 from tests.e2e.browser import screenshot_on_failure, sign_in
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from cdc_platform import names
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, bring_back,
                               watchdog_report, write_workload)
 from tests.polling import poll_until
@@ -97,7 +97,7 @@ def test_the_connector_deleted_and_registered_again_resumes_from_its_offsets_and
         stream, stack_env, pg, cassandra, api):
     """Kafka Connect keeps a deleted connector's offsets; cdc_provision registers it again under
     the same name and slot, and Debezium resumes where it stopped."""
-    from cdc_platform import runbook
+    from cdc_local import pipeline_driver
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     try:
@@ -107,7 +107,7 @@ def test_the_connector_deleted_and_registered_again_resumes_from_its_offsets_and
         report = watchdog_report(stream, stack_env)
         assert report["metrics"]["connector_state"] == "MISSING"
     finally:
-        run = runbook.run_dag(stream, "cdc_provision")
+        run = pipeline_driver.run_dag(stream, "cdc_provision")
     assert run["state"] == "success", run["task_instances"]
     wait_connector_running(stack_env)
     assert_exact(stack_env, stream, pg, cassandra, api, changes)
@@ -122,10 +122,12 @@ def test_changes_lost_to_retention_before_the_stream_read_them_stop_the_query_wi
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from cdc_platform import runbook, watchdog
+    from cdc_local import pipeline_driver
+    from cdc_platform import stream_progress
+    from cdc_platform.health import checks as health_checks
 
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
-    runbook.stop_stream(stream, stack_env)
+    pipeline_driver.stop_stream(stream, stack_env)
     try:
         end_before = topic_end_offsets(bootstrap, names.EVENTS_TOPIC)
         changes = write_workload(pg, 100, seed=71)
@@ -136,11 +138,11 @@ def test_changes_lost_to_retention_before_the_stream_read_them_stop_the_query_wi
         for future in admin.delete_records([TopicPartition(names.EVENTS_TOPIC, p, o) for p, o in ends.items()]).values():
             future.result(30)
     finally:
-        runbook.start_stream(stream, stack_env, timeout=300)
+        pipeline_driver.start_stream(stream, stack_env, timeout=300)
 
     core = names.STREAM_CORE_QUERY
-    root = runbook.stream_checkpoint_root(stack_env)
-    poll_until(lambda: ((watchdog.read_progress(root, f"{core}.failure") or {}).get("failures") or 0) >= 3,
+    root = stream_progress.stream_checkpoint_root(stack_env)
+    poll_until(lambda: ((health_checks.read_progress(root, f"{core}.failure") or {}).get("failures") or 0) >= 3,
                timeout=240, what="the core query failing on the lost offsets again and again")
     breaches = {b["check"]: b for b in watchdog_report(stream, stack_env)["breaches"]}
     assert core in breaches["query_failing"]["value"], breaches
@@ -151,12 +153,12 @@ def test_changes_lost_to_retention_before_the_stream_read_them_stop_the_query_wi
                              f"WHERE id IN ({','.join(map(str, changes))})")
     assert list(rows) == [], "changes the stream never read reached Cassandra"
 
-    runbook.stop_stream(stream, stack_env)
+    pipeline_driver.stop_stream(stream, stack_env)
     try:
-        runbook.set_aside_checkpoint(stack_env, core)
+        pipeline_driver.set_aside_checkpoint(stack_env, core)
     finally:
-        runbook.start_stream(stream, stack_env, timeout=300)
-    run = runbook.run_dag(stream, "cdc_resnapshot", conf={"confirm": True}, timeout=1800)
+        pipeline_driver.start_stream(stream, stack_env, timeout=300)
+    run = pipeline_driver.run_dag(stream, "cdc_resnapshot", conf={"confirm": True}, timeout=1800)
     assert run["state"] == "success", run["task_instances"]
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
     with pg.cursor() as cur:
@@ -195,7 +197,7 @@ def test_postgres_restarted_with_a_fast_shutdown_loses_and_duplicates_nothing(
     task, reconcile checks Redis) and every sink is exact."""
     from datetime import datetime, timezone
 
-    from cdc_platform import runbook
+    from cdc_local import pipeline_driver
 
     since = datetime.now(timezone.utc).isoformat()
     scheduler_pid = supervisor.info("airflow-scheduler")["pid"]
@@ -211,11 +213,11 @@ def test_postgres_restarted_with_a_fast_shutdown_loses_and_duplicates_nothing(
     poll_until(lambda: _answers(pg), timeout=30, what="the tests' own PostgreSQL connection")
     # The watchdog restarts a connector task that failed while its database was away.
     wait_connector_running(stack_env, timeout=600)
-    runbook.start_stream(stream, stack_env, timeout=600)
+    pipeline_driver.start_stream(stream, stack_env, timeout=600)
     assert_exact(stack_env, stream, pg, cassandra, api, {**before, **after})
 
     # Had the scheduler hung, its probe restarted it (a new pid) and said why.
-    restarts = runbook.alerts_since(stack_env, since, source="scheduler_liveness")
+    restarts = pipeline_driver.alerts_since(stack_env, since, source="scheduler_liveness")
     assert all("no heartbeat" in alert["message"] for alert in restarts), restarts
     if restarts:
         assert supervisor.info("airflow-scheduler")["pid"] != scheduler_pid
@@ -233,7 +235,8 @@ def _answers(pg) -> bool:
 
 def test_the_rest_service_stopped_under_traffic_fills_the_dlq_and_reprocess_delivers_once(
         stream, stack_env, pg, cassandra, api, supervisor):
-    from cdc_platform import runbook, verify
+    from cdc_local import pipeline_driver, sink_verification
+    from cdc_platform import stream_progress
     from cdc_platform.delivery import dlq
 
     bootstrap = stack_env["KAFKA_BOOTSTRAP"]
@@ -241,13 +244,13 @@ def test_the_rest_service_stopped_under_traffic_fills_the_dlq_and_reprocess_deli
     changes = under_traffic(stack_env, lambda: supervisor.stop_process("restapi"), 300, seed=46)
     try:
         # Cassandra (and Redis) keep up while every post is refused.
-        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
         assert comparison.equal, comparison.summary()
-        runbook.wait_caught_up(stack_env, timeout=300)
+        stream_progress.wait_caught_up(stack_env, timeout=300)
         assert dlq.dlq_depth(bootstrap) > depth_before, "no delivery failed while the service was stopped"
     finally:
         bring_back("restapi")
-    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    run = pipeline_driver.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
     assert run["state"] == "success"
     poll_until(lambda: dlq.dlq_depth(bootstrap) == 0, timeout=180, what="the DLQ drained by reprocessing")
     assert_exact(stack_env, stream, pg, cassandra, api, changes)

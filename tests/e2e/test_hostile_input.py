@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cdc_platform import names, runbook, semantics, verify
+from cdc_local import sink_verification
+from cdc_platform import names, semantics, stream_progress
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, content_ids,
                               watchdog_report)
 
@@ -40,8 +41,8 @@ def insert_event(cur, content_id: str, **overrides) -> int:
 
 def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exactly(
         stream, stack_env, pg, cassandra, api):
-    runbook.wait_caught_up(stack_env, timeout=300)
-    quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
+    stream_progress.wait_caught_up(stack_env, timeout=300)
+    quarantined_before = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
     known = content_ids(pg)
     far_future = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=2)
     cases = [  # (column overrides, the reason it is quarantined for, or None: it flows)
@@ -88,7 +89,7 @@ def test_hostile_rows_are_quarantined_with_their_reason_and_good_rows_flow_exact
     assert_rest_holds_each_change_once(api, changes)
     deleted = api.events_for_row(doomed)
     assert [e["event"]["op"] for e in deleted] == ["d"] and deleted[0]["event"]["event_ts"] is None
-    quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
+    quarantined = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
     assert quarantined == expected_reasons
     with pg.cursor() as cur:
         cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE content_id = ANY(%s::uuid[])", (odd_lengths,))
@@ -113,13 +114,13 @@ def test_a_burst_of_100000_deletes_reaches_every_sink_and_leaves_only_expiring_f
                     (known[0],))
         ids = [r[0] for r in cur.fetchall()]
     pg.commit()
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
     assert comparison.equal, comparison.summary()
     with pg.cursor() as cur:
         cur.execute(f"DELETE FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (ids,))
     pg.commit()
 
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=600)
     assert comparison.equal, comparison.summary()
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
     sample = random.Random(5).sample(ids, 1000)
@@ -142,8 +143,8 @@ def test_rows_over_a_megabyte_flow_and_a_row_over_the_limit_is_quarantined_while
     """Three times Kafka's default message size flows to every sink; a row over the limit no
     longer fails the connector task again and again: it is quarantined as oversized_value, and
     the changes after it flow."""
-    runbook.wait_caught_up(stack_env, timeout=300)
-    quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
+    stream_progress.wait_caught_up(stack_env, timeout=300)
+    quarantined_before = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
     known = content_ids(pg)
     big_payload = json_payload_of(3 * 1024 * 1024)
     huge_payload = json_payload_of(semantics.MAX_CAPTURED_VALUE_BYTES + 1024 * 1024)
@@ -162,7 +163,7 @@ def test_rows_over_a_megabyte_flow_and_a_row_over_the_limit_is_quarantined_while
 
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
     assert_rest_holds_each_change_once(api, {big: 2, huge: 0, shrunk: 1, **{rid: 1 for rid in after}})
-    quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
+    quarantined = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
     assert quarantined == Counter({semantics.OVERSIZED_VALUE: 2})
     stored = cassandra.execute(f"SELECT id, duration_ms, raw_payload FROM {names.CASSANDRA_KEYSPACE}."
                                f"{names.CASSANDRA_EVENTS_TABLE} WHERE id IN ({big}, {huge}, {shrunk})")
@@ -195,7 +196,7 @@ def test_columns_added_and_dropped_while_streaming_are_reported_and_nothing_is_l
     try:
         known = content_ids(pg)
         table = names.PG_EVENTS_TABLE
-        quarantined_before = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
+        quarantined_before = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]))
         changes: dict[int, int] = {}
         with pg.cursor() as cur:
             cur.execute(f"ALTER TABLE {table} ADD COLUMN referrer TEXT")
@@ -217,8 +218,8 @@ def test_columns_added_and_dropped_while_streaming_are_reported_and_nothing_is_l
             orphans = [r[0] for r in cur.fetchall()]
         pg.commit()
         assert schema_drift_seen(stream, stack_env) == {table: {"added": ["kind"], "dropped": ["event_type"], "retyped": []}}
-        runbook.wait_caught_up(stack_env, timeout=300)
-        quarantined = Counter(verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
+        stream_progress.wait_caught_up(stack_env, timeout=300)
+        quarantined = Counter(sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])) - quarantined_before
         assert quarantined == Counter({semantics.MISSING_REQUIRED_FIELD: len(orphans)})
 
         # The fix at the source: the column back, the rows touched; their changes flow.

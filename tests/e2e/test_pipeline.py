@@ -15,9 +15,10 @@ import psycopg2
 import pytest
 import redis
 
-from cdc_platform import names, runbook, verify
+from cdc_local import pipeline_driver, sink_verification
+from cdc_platform import names, stream_progress
 from cdc_platform.delivery import dlq
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 from tests.e2e.checks import (answers, assert_rest_holds_each_change_once, assert_sinks_match_postgres,
                               bring_back, insert_content_with_events, redis_fences, write_workload, xcom)
 from tests.polling import poll_until
@@ -27,8 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_provisioning_through_airflow_is_idempotent(airflow):
-    first = runbook.run_dag(airflow, "cdc_provision")
-    second = runbook.run_dag(airflow, "cdc_provision")
+    first = pipeline_driver.run_dag(airflow, "cdc_provision")
+    second = pipeline_driver.run_dag(airflow, "cdc_provision")
     assert first["state"] == second["state"] == "success"
     assert xcom(airflow, second, "postgres_schema") == {"publication": False}
     assert xcom(airflow, second, "kafka_topics")["created"] == []
@@ -51,7 +52,7 @@ def test_a_dead_api_fills_the_dlq_without_stalling_cassandra_and_reprocess_deliv
     try:
         changes = write_workload(pg, 60, seed=12)
         # Cassandra (and Redis) keep up while every REST post fails.
-        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
         assert comparison.equal, comparison.summary()
         deadline = time.monotonic() + 180
         while dlq.dlq_depth(stack_env["KAFKA_BOOTSTRAP"]) < depth_before + sum(changes.values()):
@@ -59,9 +60,9 @@ def test_a_dead_api_fills_the_dlq_without_stalling_cassandra_and_reprocess_deliv
             time.sleep(2)
     finally:
         api.clear_faults()
-    audit = runbook.dlq_audit_log(stack_env).read_text()
+    audit = pipeline_driver.dlq_audit_log(stack_env).read_text()
     assert f"key={min(changes)}:" in audit and "HTTP 503" in audit
-    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    run = pipeline_driver.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
     assert run["state"] == "success"
     # Unpausing also lets the scheduler start its own run, which may take the entries first:
     # what counts is that the API ends up holding every change once and the DLQ is drained.
@@ -78,7 +79,7 @@ def test_a_redis_outage_holds_back_only_redis_which_then_catches_up_exactly(
     try:
         changes = write_workload(pg, 400, seed=21)
         # Cassandra and the REST service stay fresh while the Redis query waits and retries.
-        comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
+        comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=180)
         assert comparison.equal, comparison.summary()
         deadline = time.monotonic() + 180
         while True:
@@ -88,7 +89,7 @@ def test_a_redis_outage_holds_back_only_redis_which_then_catches_up_exactly(
             except AssertionError:
                 assert time.monotonic() < deadline, "the REST service fell behind during the Redis outage"
                 time.sleep(2)
-        assert not runbook.stream_caught_up(stack_env), "the Redis query cannot have caught up without Redis"
+        assert not stream_progress.stream_caught_up(stack_env), "the Redis query cannot have caught up without Redis"
     finally:
         bring_back("redis")
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
@@ -133,7 +134,7 @@ def test_a_slow_rest_api_holds_back_only_the_rest_sink(stream, stack_env, pg, ca
             assert time.monotonic() < deadline, "Redis fell behind the slow REST API"
             time.sleep(0.3)
         while True:
-            caught_up = runbook.queries_caught_up(stack_env)
+            caught_up = stream_progress.queries_caught_up(stack_env)
             if caught_up[names.sink_query("cassandra")] and caught_up[names.sink_query("redis")]:
                 break
             assert time.monotonic() < deadline, f"Cassandra or Redis fell behind the slow REST API: {caught_up}"
@@ -150,18 +151,18 @@ def test_events_read_before_their_new_content_wait_for_it_and_reach_every_sink(
     """The stream paused; 2,000 new content rows and 30,000 events for the last of them in one
     transaction; the stream resumed reads events before their content. None may be lost."""
     try:
-        runbook.stop_stream(stream, stack_env, timeout=300)
+        pipeline_driver.stop_stream(stream, stack_env, timeout=300)
         last, ids = insert_content_with_events(pg, 2000, 30_000, "tv")
     finally:
-        runbook.start_stream(stream, stack_env, timeout=300)
+        pipeline_driver.start_stream(stream, stack_env, timeout=300)
 
-    runbook.wait_caught_up(stack_env, timeout=600)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=600)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
     assert comparison.equal, comparison.summary()
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
     assert client.zscore(names.REDIS_COUNTS, last) == 30_000
     assert_rest_holds_each_change_once(api, {rid: 1 for rid in ids})
-    quarantined = verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])
+    quarantined = sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"])
     assert quarantined.get("unknown_content", 0) == 0, quarantined
 
 
@@ -170,16 +171,16 @@ def test_events_committed_with_their_content_while_the_stream_runs_reach_every_s
     """Content and its events in one transaction, read while the stream runs: the core query's
     catalogue learns the content after it has read (some of) the events, which then wait."""
     last, ids = insert_content_with_events(pg, 200, 5_000, "mobile")
-    runbook.wait_caught_up(stack_env, timeout=300)
+    stream_progress.wait_caught_up(stack_env, timeout=300)
     client = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
     deadline = time.monotonic() + 120
     while client.zscore(names.REDIS_COUNTS, last) != 5_000:
         assert time.monotonic() < deadline, f"Redis counts {client.zscore(names.REDIS_COUNTS, last)} of 5000"
         time.sleep(1)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
     assert comparison.equal, comparison.summary()
     assert_rest_holds_each_change_once(api, {rid: 1 for rid in ids})
-    assert verify.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]).get("unknown_content", 0) == 0
+    assert sink_verification.quarantine_reasons(stack_env["KAFKA_BOOTSTRAP"]).get("unknown_content", 0) == 0
 
 
 def test_kill_9_of_the_spark_driver_mid_stream_still_converges_exactly(stream, stack_env, pg, cassandra, api):
@@ -188,13 +189,13 @@ def test_kill_9_of_the_spark_driver_mid_stream_still_converges_exactly(stream, s
     writer = threading.Thread(target=lambda: result.update(write_workload(writer_conn, 1500, seed=13)))
     writer.start()
     time.sleep(2)
-    killed = runbook.kill_stream_driver()
+    killed = pipeline_driver.kill_stream_driver()
     writer.join()
     writer_conn.close()
     assert killed, "no stream driver process found to kill"
     # Airflow retries the task; the job resumes from its checkpoints.
-    runbook.start_stream(stream, stack_env, timeout=300)
-    assert set(runbook.stream_driver_pids()).isdisjoint(killed)
+    pipeline_driver.start_stream(stream, stack_env, timeout=300)
+    assert set(pipeline_driver.stream_driver_pids()).isdisjoint(killed)
     assert_sinks_match_postgres(stack_env, stream, pg, cassandra)
     assert_rest_holds_each_change_once(api, result)
 
@@ -209,7 +210,7 @@ def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
     client.zadd(names.REDIS_COUNTS, {"not-a-content-id": 3})
 
     since = datetime.now(timezone.utc)
-    run = runbook.run_dag(stream, "cdc_reconcile")
+    run = pipeline_driver.run_dag(stream, "cdc_reconcile")
     assert run["state"] == "success"
     # A scheduled run may have reached the drift first; the one that found it reports it.
     reports = [xcom(stream, r, "reconcile_redis") for r in stream.runs("cdc_reconcile", limit=5)
@@ -228,7 +229,7 @@ def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
 
 def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(stream, stack_env):
     loose = {"max_parked": 10**9, "max_dlq_depth": 10**9, "max_new_quarantined": 10**9}
-    healthy = runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+    healthy = pipeline_driver.run_dag(stream, "cdc_watchdog", conf=loose)
     assert healthy["state"] == "success"
     metrics = xcom(stream, healthy, "check_pipeline")["metrics"]
     assert metrics["connector_state"] == "RUNNING" and metrics["slot_active"] is True
@@ -240,7 +241,7 @@ def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(
     connect.pause(names.CONNECTOR_NAME)
 
     def paused_alerts():
-        return [a for a in runbook.alerts_since(stack_env, since, source="watchdog")
+        return [a for a in pipeline_driver.alerts_since(stack_env, since, source="watchdog")
                 if a["details"]["metrics"]["connector_state"] == "PAUSED"]
 
     # Our run, or a scheduled one that gets there first (it may resume the connector before we
@@ -251,7 +252,7 @@ def test_watchdog_reports_health_then_alerts_on_and_resumes_a_stopped_connector(
     while not alerts:
         assert time.monotonic() < deadline, "no watchdog alert for the paused connector"
         if not triggered and connect.status(names.CONNECTOR_NAME).connector == "PAUSED":
-            runbook.run_dag(stream, "cdc_watchdog", conf=loose)
+            pipeline_driver.run_dag(stream, "cdc_watchdog", conf=loose)
             triggered = True
         else:
             time.sleep(1)
@@ -291,13 +292,13 @@ def test_a_poison_dlq_entry_is_parked_with_an_alert(stream, stack_env):
     # One round short of the default limit, so whichever run takes it (ours or a scheduled one) parks it.
     writer.send(names.DLQ_TOPIC, dlq.DlqEntry(poison_key, {"id": -1}, "HTTP 422", 4, now, now, now))
     assert writer.flush() == 1
-    run = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"max_attempts": 5, "base_backoff_seconds": 0})
+    run = pipeline_driver.run_dag(stream, "cdc_dlq_reprocess", conf={"max_attempts": 5, "base_backoff_seconds": 0})
     assert run["state"] == "success"
     deadline = time.monotonic() + 120
     alerts = []
     while not alerts:
         assert time.monotonic() < deadline, "no alert for the parked entry"
-        alerts = [a for a in runbook.alerts_since(stack_env, now.isoformat(), source="dlq")
+        alerts = [a for a in pipeline_driver.alerts_since(stack_env, now.isoformat(), source="dlq")
                   if poison_key in a["details"].get("parked_keys", [])]
         time.sleep(2)
     assert "parked" in alerts[0]["title"]
@@ -318,7 +319,7 @@ def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
         alerts = []
         while not alerts:
             assert time.monotonic() < deadline, "no deadline alert within 180s"
-            alerts = [a for a in runbook.alerts_since(stack_env, since, source="deadline")
+            alerts = [a for a in pipeline_driver.alerts_since(stack_env, since, source="deadline")
                       if a["details"].get("run_id") == run_id]
             time.sleep(2)
         assert alerts[0]["details"]["dag_id"] == "cdc_dlq_reprocess"
@@ -328,14 +329,15 @@ def test_a_deadline_alert_fires_for_a_late_run(airflow, stack_env):
 
 
 def test_marking_the_stream_task_failed_stops_the_job_gracefully(stream, stack_env):
-    assert runbook.stream_driver_pids()
+    assert pipeline_driver.stream_driver_pids()
     try:
-        stopped = runbook.stop_stream(stream, stack_env, timeout=120)
+        stopped = pipeline_driver.stop_stream(stream, stack_env, timeout=120)
         assert stopped, "no running stream task was stopped"
         run_id, try_number = stopped[0]
-        task_log = "\n".join(runbook.stream_task_log_tail(stack_env, lines=400, run_id=run_id, try_number=try_number))
+        task_log = "\n".join(pipeline_driver.stream_task_log_tail(stack_env, lines=400, run_id=run_id,
+                                                                  try_number=try_number))
         assert "stopping after the running micro-batches" in task_log
         assert "exiting hard" not in task_log
     finally:
         # Unpaused again, the continuous DAG brings the stream back from its checkpoints.
-        runbook.start_stream(stream, stack_env, timeout=300)
+        pipeline_driver.start_stream(stream, stack_env, timeout=300)

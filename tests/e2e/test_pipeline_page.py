@@ -12,9 +12,11 @@ import pytest
 import requests
 from playwright.sync_api import FrameLocator, Page, expect
 
-from cdc_platform import names, runbook, watchdog
+from cdc_local import pipeline_driver
+from cdc_platform import names, stream_progress
+from cdc_platform.health import checks as health_checks
 from cdc_platform.health import view
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 from cdc_platform.pipeline_page.app import UI_ROUTE, URL_PREFIX
 from tests.e2e import checks
 from tests.e2e.browser import screenshot_on_failure, sign_in
@@ -72,7 +74,7 @@ def refresh(frame: FrameLocator) -> None:
 
 
 def committed_messages(stack_env, query: str) -> int:
-    committed = watchdog.latest_committed_offsets(runbook.stream_checkpoint_root(stack_env) / query)
+    committed = health_checks.latest_committed_offsets(stream_progress.stream_checkpoint_root(stack_env) / query)
     return 0 if committed is None else sum(o for partitions in committed[0].values() for o in partitions.values())
 
 
@@ -82,7 +84,7 @@ def paused_sample_recorded(stream, connect: KafkaConnectClient, stack_env) -> di
     for _ in range(3):
         connect.pause(names.CONNECTOR_NAME)
         poll_until(lambda: connect.status(names.CONNECTOR_NAME).connector == "PAUSED", 60, "connector paused")
-        run = runbook.run_dag(stream, "cdc_watchdog", conf={**LOOSE, "auto_restart": False})
+        run = pipeline_driver.run_dag(stream, "cdc_watchdog", conf={**LOOSE, "auto_restart": False})
         newest = summary(stack_env)
         debezium = next(s for s in newest["stages"] if s["id"] == "debezium")
         if debezium["facts"]["connector"] == "PAUSED":
@@ -95,12 +97,12 @@ def test_the_page_shows_the_live_pipeline_and_turns_debezium_red_when_the_connec
         stream, stack_env, pg, page, artifacts_dir):
     # Two samples with traffic between them: a rate needs two.
     sink_queries = [names.sink_query(sink) for sink in names.STREAM_SINKS]
-    runbook.run_dag(stream, "cdc_watchdog", conf=LOOSE)
+    pipeline_driver.run_dag(stream, "cdc_watchdog", conf=LOOSE)
     before = {q: committed_messages(stack_env, q) for q in sink_queries}
     checks.write_workload(pg, 300, seed=1101)
     poll_until(lambda: all(committed_messages(stack_env, q) >= before[q] + 300 for q in sink_queries), 300,
                "every sink query to commit the 300-row workload")
-    runbook.run_dag(stream, "cdc_watchdog", conf=LOOSE)
+    pipeline_driver.run_dag(stream, "cdc_watchdog", conf=LOOSE)
     rates = summary(stack_env)["charts"]["rate"]["series"]
     assert all(values and values[-1] and values[-1] > 0 for values in rates.values()), rates
 
@@ -132,15 +134,15 @@ def test_the_page_shows_the_live_pipeline_and_turns_debezium_red_when_the_connec
                 connect.resume(names.CONNECTOR_NAME)
             connect.wait_running(names.CONNECTOR_NAME)
 
-        runbook.run_dag(stream, "cdc_watchdog", conf=LOOSE)
+        pipeline_driver.run_dag(stream, "cdc_watchdog", conf=LOOSE)
         refresh(frame)
         expect(stage(frame, "debezium")).to_have_attribute("data-state", "ok", timeout=30_000)
         page.screenshot(path=str(artifacts_dir / "pipeline_page_03_resumed.png"), full_page=True)
 
 
 def test_the_last_reconcile_and_dlq_rounds_show_with_links_to_their_runs(stream, stack_env, page, artifacts_dir):
-    reconcile = runbook.run_dag(stream, "cdc_reconcile")
-    dlq_round = runbook.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
+    reconcile = pipeline_driver.run_dag(stream, "cdc_reconcile")
+    dlq_round = pipeline_driver.run_dag(stream, "cdc_dlq_reprocess", conf={"base_backoff_seconds": 0})
     assert (reconcile["state"], dlq_round["state"]) == ("success", "success"), (reconcile, dlq_round)
 
     with screenshot_on_failure(page, artifacts_dir / "pipeline_page_rounds_failure.png"):

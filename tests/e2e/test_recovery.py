@@ -10,7 +10,8 @@ import psycopg2
 import pytest
 import redis
 
-from cdc_platform import names, runbook, verify
+from cdc_local import pipeline_driver, sink_verification
+from cdc_platform import names, stream_progress
 from cdc_platform.delivery import dlq
 from tests.e2e.checks import (assert_rest_holds_each_change_once, assert_sinks_match_postgres, watchdog_report,
                               write_workload, xcom)
@@ -44,11 +45,11 @@ def replay_parked_entries(stream, stack_env, pg, cassandra, api, bootstrap):
     assert len(ours) == sum(changes.values())
     parked_before = dlq.dlq_depth(bootstrap, names.PARKED_TOPIC)
 
-    refused = runbook.run_dag(stream, "cdc_dlq_replay_parked", conf={"keys": ours})
+    refused = pipeline_driver.run_dag(stream, "cdc_dlq_replay_parked", conf={"keys": ours})
     assert refused["state"] == "failed"
     assert dlq.dlq_depth(bootstrap, names.PARKED_TOPIC) == parked_before
 
-    run = runbook.run_dag(stream, "cdc_dlq_replay_parked", conf={"confirm": True, "keys": ours})
+    run = pipeline_driver.run_dag(stream, "cdc_dlq_replay_parked", conf={"confirm": True, "keys": ours})
     assert run["state"] == "success", run["task_instances"]
     result = xcom(stream, run, "replay_parked")
     assert sorted(result["replayed"]["requeued_keys"]) == sorted(ours)
@@ -75,8 +76,8 @@ def test_redis_losing_its_data_under_traffic_is_alerted_and_repaired_by_the_firs
     assert report["metrics"]["redis_state_lost"] is True
     assert "redis_state_lost" in {b["check"] for b in report["breaches"]}
 
-    runbook.wait_caught_up(stack_env, timeout=300)
-    run = runbook.run_dag(stream, "cdc_reconcile")
+    stream_progress.wait_caught_up(stack_env, timeout=300)
+    run = pipeline_driver.run_dag(stream, "cdc_reconcile")
     assert run["state"] == "success"
     # A scheduled run may have got there first; the first one after the flush restores Redis.
     first = min((r for r in stream.runs("cdc_reconcile", limit=5)
@@ -98,8 +99,8 @@ def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink
     import random
     import uuid
 
-    from cdc_platform import resnapshot
-    from cdc_platform.kafka_connect import KafkaConnectClient
+    from cdc_platform import snapshot_recovery
+    from cdc_platform.connect_rest_client import KafkaConnectClient
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     # The rows must be in the sinks before the slot goes: what is deleted later must be swept.
@@ -109,7 +110,7 @@ def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink
     connect.wait_state(names.CONNECTOR_NAME, "STOPPED")
     admin = psycopg2.connect(stack_env["PG_DSN"])
     try:
-        assert resnapshot.drop_slot(admin)
+        assert snapshot_recovery.drop_slot(admin)
     finally:
         admin.close()
     rng = random.Random(47)
@@ -134,9 +135,9 @@ def test_a_lost_replication_slot_is_alerted_and_cdc_resnapshot_brings_every_sink
     breaches = {b["check"] for b in watchdog_report(stream, stack_env)["breaches"]}
     assert "connector" in breaches, breaches
 
-    refused = runbook.run_dag(stream, "cdc_resnapshot", conf={"confirm": False})
+    refused = pipeline_driver.run_dag(stream, "cdc_resnapshot", conf={"confirm": False})
     assert refused["state"] == "failed"
-    run = runbook.run_dag(stream, "cdc_resnapshot", conf={"confirm": True}, timeout=1800)
+    run = pipeline_driver.run_dag(stream, "cdc_resnapshot", conf={"confirm": True}, timeout=1800)
     assert run["state"] == "success", run["task_instances"]
     assert connect.status(names.CONNECTOR_NAME).running
     assert sorted(xcom(stream, run, "sweep_deleted_rows")["swept_ids"]) == sorted(deleted)
@@ -155,23 +156,24 @@ def test_a_transaction_open_across_the_first_snapshot_reaches_every_sink(stream,
     transaction opens the moment the replication slot exists and commits once the snapshot is done."""
     import random
 
-    from cdc_platform import resnapshot
-    from cdc_platform.kafka_connect import KafkaConnectClient
+    from cdc_platform import snapshot_recovery
+    from cdc_platform.connect_rest_client import KafkaConnectClient
 
     connect = KafkaConnectClient(stack_env["CONNECT_URL"])
     before, alive = workload_in_the_sinks(pg, cassandra, 100, seed=53)
     changed_across = random.Random(53).choice(alive)
 
-    resnapshot.stop_connector(connect)
-    resnapshot.reset_offsets(connect)
+    snapshot_recovery.stop_connector(connect)
+    snapshot_recovery.reset_offsets(connect)
     connect.delete(names.CONNECTOR_NAME)
     poll_until(lambda: connect.status(names.CONNECTOR_NAME) is None, timeout=60, what="the connector gone")
     admin = psycopg2.connect(stack_env["PG_DSN"])
     admin.autocommit = True
     try:
-        assert resnapshot.drop_slot(admin)
+        assert snapshot_recovery.drop_slot(admin)
         provision: dict = {}
-        provisioning = threading.Thread(target=lambda: provision.update(run=runbook.run_dag(stream, "cdc_provision")))
+        provisioning = threading.Thread(
+            target=lambda: provision.update(run=pipeline_driver.run_dag(stream, "cdc_provision")))
         provisioning.start()
 
         def slot_exists() -> bool:
@@ -188,7 +190,7 @@ def test_a_transaction_open_across_the_first_snapshot_reaches_every_sink(stream,
 
             def snapshot_done() -> bool:
                 try:
-                    return resnapshot.snapshot_done(connect.offsets(names.CONNECTOR_NAME))
+                    return snapshot_recovery.snapshot_done(connect.offsets(names.CONNECTOR_NAME))
                 except Exception:  # noqa: BLE001 - not registered yet
                     return False
 
@@ -220,7 +222,7 @@ def test_a_transaction_open_across_the_first_snapshot_reaches_every_sink(stream,
 def workload_in_the_sinks(pg, cassandra, rows: int, seed: int) -> tuple[dict[int, int], list[int]]:
     """A workload written and applied to Cassandra: its changes per row, and the rows still alive."""
     before = write_workload(pg, rows, seed=seed)
-    comparison = verify.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
+    comparison = sink_verification.wait_for_cassandra_to_match(pg, cassandra, timeout=300)
     assert comparison.equal, comparison.summary()
     with pg.cursor() as cur:
         cur.execute(f"SELECT id FROM {names.PG_EVENTS_TABLE} WHERE id = ANY(%s)", (sorted(before),))

@@ -9,8 +9,9 @@ import sys
 import pytest
 import requests
 
-from cdc_platform import names, runbook
-from cdc_platform.stack import spark_standalone
+from cdc_local import pipeline_driver
+from cdc_platform import names
+from cdc_local.stack import spark_standalone
 from tests.e2e.checks import assert_rest_holds_each_change_once, assert_sinks_match_postgres, write_workload
 from tests.polling import poll_until
 
@@ -22,19 +23,19 @@ def restart_scheduler_with_master(stack_config, master: str) -> None:
     resolve spark_default to that master."""
     env = {**os.environ, "CDC_STATE_DIR": str(stack_config.state_dir), "CDC_SPARK_MASTER": master,
            "PYTHONPATH": f"{stack_config.repo_root / 'include'}:{stack_config.repo_root / 'spark_jobs'}"}
-    subprocess.run([sys.executable, "-m", "cdc_platform.stack", "restart", "airflow-scheduler"], env=env,
+    subprocess.run([sys.executable, "-m", "cdc_local.stack", "restart", "airflow-scheduler"], env=env,
                    check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture
 def spark_cluster(stream, stack_env, stack_config):
     cluster = spark_standalone.up(stack_config)
-    runbook.stop_stream(stream, stack_env)
+    pipeline_driver.stop_stream(stream, stack_env)
     restart_scheduler_with_master(stack_config, cluster.master_url)
     try:
         yield cluster
     finally:
-        runbook.stop_stream(stream, stack_env)
+        pipeline_driver.stop_stream(stream, stack_env)
         restart_scheduler_with_master(stack_config, names.EMBEDDED_SPARK_MASTER)
         spark_standalone.down(stack_config)
 
@@ -46,7 +47,7 @@ def stream_application(cluster) -> dict | None:
 
 def test_the_stream_runs_its_tasks_on_a_standalone_worker_and_every_sink_converges_exactly(
         stream, spark_cluster, stack_env, pg, cassandra, api):
-    runbook.start_stream(stream, stack_env, timeout=600)
+    pipeline_driver.start_stream(stream, stack_env, timeout=600)
     app = poll_until(lambda: stream_application(spark_cluster), timeout=180,
                      what="the stream registered with the standalone master")
     changes = write_workload(pg, 300, seed=71)

@@ -14,14 +14,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc_platform.stack.__main__ import _stack_processes
-from cdc_platform.stack.service import port_open
+from cdc_local.stack.__main__ import _stack_processes
+from cdc_local.stack.service import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.restarts_stack]
 
 
 def _stack(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cdc_platform.stack", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cdc_local.stack", *args], capture_output=True, text=True,
                           timeout=900, check=False, env={**os.environ})
 
 
@@ -29,7 +29,7 @@ def test_down_then_up_keeps_data_and_leaves_no_process(stack_env, stack_config):
     import psycopg2
     import redis
 
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     marker = uuid.uuid4().hex
     with psycopg2.connect(stack_env["PG_DSN"]) as conn, conn.cursor() as cur:

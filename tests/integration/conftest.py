@@ -26,7 +26,7 @@ def redis_client(stack_env):
 
 @pytest.fixture(scope="session")
 def cassandra_session(stack_env):
-    from cdc_platform.clients import cassandra_cluster_from_env
+    from cdc_platform.cassandra_cluster import cassandra_cluster_from_env
 
     cluster = cassandra_cluster_from_env(stack_env)
     session = cluster.connect()

@@ -28,7 +28,7 @@ from cdc_platform.delivery import dlq
 from cdc_platform.delivery.rest_client import DeliveryItem, RetryPolicy, deliver, make_session
 from cdc_platform.cluster import ClusterSettings
 from cdc_platform.provisioning import TOPICS, new_topic_settings
-from cdc_platform.restapi import COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
+from cdc_platform.delivery.rest_contract import COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
 from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration

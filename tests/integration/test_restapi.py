@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from cdc_platform.delivery.rest_client import DeliveryItem, RetryPolicy, make_session, post_batch
-from cdc_platform.restapi import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
+from cdc_platform.delivery.rest_contract import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH
 from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration

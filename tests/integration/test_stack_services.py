@@ -14,9 +14,9 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc_platform import names
-from cdc_platform.kafka_connect import KafkaConnectClient
-from cdc_platform.smoke import run_checks
-from cdc_platform.stack.services.connect import secrets_properties_path
+from cdc_platform.connect_rest_client import KafkaConnectClient
+from cdc_platform.smoke_checks import run_checks
+from cdc_local.stack.services.connect import secrets_properties_path
 from tests.polling import poll_until
 
 pytestmark = pytest.mark.integration

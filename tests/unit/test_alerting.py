@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from cdc_platform import alerting
-from cdc_platform.alerts_receiver import AlertStore, make_handler
+from cdc_local.alerts_receiver import AlertStore, make_handler
 
 
 @pytest.fixture

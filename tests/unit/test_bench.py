@@ -5,8 +5,8 @@ import argparse
 
 import pytest
 
-from cdc_platform.bench import cli, logic
-from cdc_platform.bench import load as loadgen
+from cdc_local.bench import cli, logic
+from cdc_local.bench import load as loadgen
 
 
 # --- percentiles --------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def _batch(checkpoint, batch: int, offsets: dict, mtime: float) -> None:
 
 
 def test_first_reaching_commit_skips_later_batches_without_new_data(tmp_path):
-    from cdc_platform.bench import measure
+    from cdc_local.bench import measure
 
     checkpoint = tmp_path / "core"
     _batch(checkpoint, 0, {"t": {"0": 10}}, 100.0)
@@ -370,7 +370,7 @@ class FakeSampler:
 def test_capture_settles_once_the_offsets_stop_moving():
     import time
 
-    from cdc_platform.bench import measure
+    from cdc_local.bench import measure
 
     now = time.time()
     moving = FakeSampler([(now - 1.0, 0), (now - 0.2, 900), (now - 0.1, 1000)])

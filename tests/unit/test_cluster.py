@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from cdc_platform import connector, provisioning
+from cdc_platform import connector_config, provisioning
 from cdc_platform.cluster import ClusterSettings, ClusterSettingsError
 
 CLUSTER_ENV = {
@@ -45,7 +45,7 @@ def test_the_keyspace_is_replicated_as_configured():
 
 
 def test_the_connector_creates_its_topics_with_the_same_replication_and_partitions():
-    config = connector.render("pg", 5432, "cdc", "${file:/s:k}", settings=ClusterSettings.from_env(CLUSTER_ENV))
+    config = connector_config.render("pg", 5432, "cdc", "${file:/s:k}", settings=ClusterSettings.from_env(CLUSTER_ENV))
     assert config["topic.creation.default.replication.factor"] == "3"
     assert config["topic.creation.default.partitions"] == "12"
 
@@ -72,8 +72,8 @@ def test_a_wrong_setting_is_refused_with_its_name(key, value, message):
 
 
 def test_the_local_stack_passes_its_cluster_settings_to_airflow(tmp_path):
-    from cdc_platform.stack import envfile, secrets
-    from cdc_platform.stack.config import StackConfig
+    from cdc_local.stack import envfile, secrets
+    from cdc_local.stack.config import StackConfig
 
     cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path), "CDC_CASSANDRA_CONSISTENCY": "ONE"})
     values = envfile.build(cfg, secrets.load_or_create(cfg.secrets))

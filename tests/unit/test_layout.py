@@ -9,8 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "include" / "cdc_platform"
-# Tools of the local stack and the demo: they may use the stack manager; the library may not.
-STACK_TOOLS = ("stack", "demo.py", "bench", "runbook.py", "smoke.py", "restapi", "alerts_receiver.py")
 
 
 def imported(path: Path) -> set[str]:
@@ -24,8 +22,8 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def modules(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
-    return sorted(p for p in root.rglob("*.py") if not p.relative_to(root).parts[0] in skip)
+def modules(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
 
 
 def offenders(paths, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
@@ -41,13 +39,17 @@ def test_the_shared_library_never_imports_the_spark_job():
     assert offenders(modules(LIBRARY), ("cdc_stream",)) == {}
 
 
-def test_the_shared_library_never_imports_the_local_stack_manager():
-    assert offenders(modules(LIBRARY, skip=STACK_TOOLS), ("cdc_platform.stack",)) == {}
+def test_the_shared_library_never_imports_the_local_side():
+    assert offenders(modules(LIBRARY), ("cdc_local",)) == {}
 
 
-def test_the_spark_job_imports_neither_airflow_nor_the_orchestration_side():
-    forbidden = ("airflow", "cdc_platform.stack", "cdc_platform.orchestration", "cdc_platform.operators",
-                 "cdc_platform.hooks", "cdc_platform.runbook", "cdc_platform.demo")
+def test_the_dags_and_plugins_never_import_the_local_side():
+    assert offenders(modules(ROOT / "dags") + modules(ROOT / "plugins"), ("cdc_local",)) == {}
+
+
+def test_the_spark_job_imports_neither_airflow_nor_the_orchestration_side_nor_the_local_side():
+    forbidden = ("airflow", "cdc_local", "cdc_platform.orchestration", "cdc_platform.operators",
+                 "cdc_platform.hooks")
     assert offenders(modules(ROOT / "spark_jobs"), forbidden) == {}
 
 

@@ -2,7 +2,8 @@ import random
 from datetime import datetime
 from statistics import mean
 
-from cdc_platform import semantics, traffic
+from cdc_local import traffic
+from cdc_platform import semantics
 
 NOW = datetime(2026, 11, 1, 12, 0, 0)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import requests
 from requests.adapters import HTTPAdapter
 
-from cdc_platform.restapi import BATCH_PATH
+from cdc_platform.delivery.rest_contract import BATCH_PATH
 
 # 408 Request Timeout and 429 Too Many Requests say "try later"; every other 4xx says
 # the request itself is wrong, so repeating it cannot help.

@@ -1,2 +1,3 @@
-"""The pipeline's health over time: the watchdog's samples and the outcomes of reconcile rounds,
-DLQ rounds and alerts, kept in the platform's PostgreSQL for the Airflow UI's "CDC pipeline" page."""
+"""The pipeline's health: the watchdog's checks (``checks``: metrics, thresholds, breaches) and
+their history over time (``store``, ``recorder``), kept in the platform's PostgreSQL for the
+Airflow UI's "CDC pipeline" page (``view``, drawn by ``cdc_platform.pipeline_page``)."""

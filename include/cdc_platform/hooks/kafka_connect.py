@@ -5,7 +5,7 @@ from functools import cached_property
 from airflow.sdk import BaseHook
 
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
-from cdc_platform.kafka_connect import KafkaConnectClient
+from cdc_platform.connect_rest_client import KafkaConnectClient
 
 
 class KafkaConnectHook(BaseHook):

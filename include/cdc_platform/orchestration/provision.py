@@ -48,7 +48,7 @@ def redis_check(redis_conn_id: str = conn_ids.REDIS_CONN_ID) -> dict:
 
 def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
               postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, timeout: float = 180) -> dict:
-    from cdc_platform.connector import render
+    from cdc_platform.connector_config import render
 
     hook = KafkaConnectHook(kafka_connect_conn_id)
     password_ref = hook.get_connection(kafka_connect_conn_id).extra_dejson.get("database_password_ref")

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from cdc_platform import alerting, names
 from cdc_platform import connections as conn_ids
-from cdc_platform import reconcile
+from cdc_platform.aggregates import reconciliation
 from cdc_platform.health import recorder
 from cdc_platform.hooks.cassandra import cassandra_session
 from cdc_platform.hooks.redis import redis_client
 
 
 def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str = conn_ids.REDIS_CONN_ID,
-        repair: bool = True, alert: bool = True, settle_seconds: float = reconcile.DEFAULT_SETTLE_SECONDS,
+        repair: bool = True, alert: bool = True, settle_seconds: float = reconciliation.DEFAULT_SETTLE_SECONDS,
         keyspace: str = names.CASSANDRA_KEYSPACE, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
-    """Reconcile once and return the report (see cdc_platform.reconcile.reconcile).
+    """Reconcile once and return the report (see cdc_platform.aggregates.reconciliation.reconcile).
 
     Drift posts one alert: a warning when it was repaired to zero, an error when some is left
     (repair disabled, the stream kept moving, or the check after the repair still saw drift).
@@ -20,7 +20,7 @@ def run(cassandra_conn_id: str = conn_ids.CASSANDRA_CONN_ID, redis_conn_id: str 
     client = redis_client(redis_conn_id)
     cluster, session = cassandra_session(cassandra_conn_id)
     try:
-        report = reconcile.reconcile(session, client, keyspace=keyspace, repair=repair,
+        report = reconciliation.reconcile(session, client, keyspace=keyspace, repair=repair,
                                      settle_seconds=settle_seconds)
     finally:
         cluster.shutdown()

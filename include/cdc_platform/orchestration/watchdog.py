@@ -3,58 +3,56 @@ history, repair what is safe, alert on breaches."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from cdc_platform import alerting, names, state_paths
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+from cdc_platform import alerting, names, state_paths
 from cdc_platform import connections as conn_ids
-from cdc_platform import watchdog
 from cdc_platform.delivery import dlq
-from cdc_platform.health import recorder
+from cdc_platform.health import checks, recorder
 from cdc_platform.hooks.kafka import kafka_config
-from cdc_platform.hooks.redis import redis_client
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
+from cdc_platform.hooks.redis import redis_client
 
 log = logging.getLogger(__name__)
 
 
-def thresholds_from(params: dict | None) -> watchdog.Thresholds:
+def thresholds_from(params: dict | None) -> checks.Thresholds:
     params = params or {}
-    names_ = {f.name for f in fields(watchdog.Thresholds)}
-    return watchdog.Thresholds(**{k: v for k, v in params.items() if k in names_ and v is not None})
+    names_ = {f.name for f in fields(checks.Thresholds)}
+    return checks.Thresholds(**{k: v for k, v in params.items() if k in names_ and v is not None})
 
 
-def check(thresholds: watchdog.Thresholds | None = None, checkpoint_root: str | Path | None = None,
+def check(thresholds: checks.Thresholds | None = None, checkpoint_root: str | Path | None = None,
           auto_restart: bool = True, alert: bool = True, record: bool = True,
           kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
           postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
           redis_conn_id: str = conn_ids.REDIS_CONN_ID, alerts_conn_id: str = conn_ids.ALERTS_CONN_ID) -> dict:
-    thresholds = thresholds or watchdog.Thresholds()
-    metrics = watchdog.Metrics()
-    watchdog.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
+    thresholds = thresholds or checks.Thresholds()
+    metrics = checks.Metrics()
+    checks.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
     conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
     try:
-        watchdog.slot_metrics(conn, metrics)
-        watchdog.schema_metrics(conn, metrics)
+        checks.slot_metrics(conn, metrics)
+        checks.schema_metrics(conn, metrics)
     finally:
         conn.close()
     client = redis_client(redis_conn_id)
     try:
-        watchdog.redis_metrics(client, metrics)
+        checks.redis_metrics(client, metrics)
     finally:
         client.close()
     bootstrap = kafka_config(kafka_conn_id)
     checkpoint_root = Path(checkpoint_root or state_paths.checkpoint_root())
-    watchdog.stream_metrics(bootstrap, checkpoint_root, metrics)
-    watchdog.core_metrics(checkpoint_root, metrics)
-    watchdog.failure_metrics(checkpoint_root, metrics)
-    watchdog.quarantine_metrics(bootstrap, metrics)
+    checks.stream_metrics(bootstrap, checkpoint_root, metrics)
+    checks.core_metrics(checkpoint_root, metrics)
+    checks.failure_metrics(checkpoint_root, metrics)
+    checks.quarantine_metrics(bootstrap, metrics)
     metrics.dlq_depth = dlq.dlq_depth(bootstrap, names.DLQ_TOPIC)
     metrics.parked_depth = dlq.dlq_depth(bootstrap, names.PARKED_TOPIC)
-    breaches = watchdog.evaluate(metrics, thresholds)
+    breaches = checks.evaluate(metrics, thresholds)
     for key, value in metrics.as_dict().items():
         log.info("watchdog %s = %s", key, value)
     report = {"metrics": metrics.as_dict(), "breaches": [asdict(b) for b in breaches],

@@ -14,7 +14,7 @@ from cdc_platform.delivery.rest_client import (
     deliver,
     post_batch,
 )
-from cdc_platform.restapi import BATCH_PATH
+from cdc_platform.delivery.rest_contract import BATCH_PATH
 
 API = "http://api.test"
 FAST = RetryPolicy(max_attempts=3, base_backoff_s=0.01, max_backoff_s=0.05)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdc_platform.stack import compose
-from cdc_platform.stack.config import REPO_ROOT
-from cdc_platform.stack.envfile import airflow_connections, connect_secrets_file
-from cdc_platform.stack.secrets import SECRET_NAMES
+from cdc_local.stack import compose
+from cdc_local.stack.config import REPO_ROOT
+from cdc_local.stack.envfile import airflow_connections, connect_secrets_file
+from cdc_local.stack.secrets import SECRET_NAMES
 
 DOCKER = REPO_ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*Dockerfile"))
@@ -54,7 +54,7 @@ def config(env_values, tmp_path_factory) -> dict:
 
 def test_the_compose_file_holds_the_connections_rendered_from_the_local_stacks_definition():
     text = compose.COMPOSE_FILE.read_text()
-    assert compose.with_block(text) == text, "run: python -m cdc_platform.stack.compose"
+    assert compose.with_block(text) == text, "run: python -m cdc_local.stack.compose"
 
 
 def test_every_airflow_service_gets_the_local_stacks_connections_with_compose_hosts_and_secrets(config, env_values):
@@ -149,6 +149,6 @@ def test_cassandra_requires_a_password_and_the_sink_has_its_own_role(config):
     assert "-Dcassandra.settings.authenticator=PasswordAuthenticator" in options
     assert "-Dcassandra.config.allow_system_properties=true" in options
     init = config["services"]["cassandra-init"]
-    assert init["entrypoint"][:3] == ["python", "-m", "cdc_platform.stack.cassandra_roles"]
+    assert init["entrypoint"][:3] == ["python", "-m", "cdc_local.stack.cassandra_roles"]
     scheduler = config["services"]["airflow-scheduler"]["depends_on"]
     assert scheduler["cassandra-init"]["condition"] == "service_completed_successfully"

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from cdc_platform.hooks.kafka_connect import KafkaConnectHook
-from cdc_platform.kafka_connect import ConnectError
+from cdc_platform.connect_rest_client import ConnectError
 
 
 class ConnectWorker(requests.adapters.BaseAdapter):

@@ -6,8 +6,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from cdc_platform.restapi import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH, MAX_KEY_LENGTH
-from cdc_platform.restapi.app import create_app
+from cdc_platform.delivery.rest_contract import BATCH_PATH, COUNT_PATH, EVENTS_PATH, FAULTS_PATH, HEALTH_PATH, MAX_KEY_LENGTH
+from cdc_local.restapi.app import create_app
 
 TOKEN = "unit-test-token"
 ADMIN_TOKEN = "unit-test-admin-token"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from cdc_platform.stack import preflight
-from cdc_platform.stack.config import DEFAULT_PORTS, StackConfig
-from cdc_platform.stack.service import Service, StackError
+from cdc_local.stack import preflight
+from cdc_local.stack.config import DEFAULT_PORTS, StackConfig
+from cdc_local.stack.service import Service, StackError
 
 
 def test_defaults_are_the_usual_ports(tmp_path):

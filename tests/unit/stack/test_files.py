@@ -2,12 +2,12 @@ import json
 import os
 import stat
 
+from cdc_local.stack import envfile, secrets
+from cdc_local.stack.config import StackConfig
+from cdc_local.stack.service import Service
+from cdc_local.stack.supervisor import render_config
 from cdc_platform import connections, names, semantics
-from cdc_platform.connector import render
-from cdc_platform.stack import envfile, secrets
-from cdc_platform.stack.config import StackConfig
-from cdc_platform.stack.service import Service
-from cdc_platform.stack.supervisor import render_config
+from cdc_platform.connector_config import render
 
 
 def test_secrets_are_generated_once_private_and_distinct(tmp_path):
@@ -107,7 +107,7 @@ def test_launcher_drops_inherited_airflow_settings(tmp_path):
     import subprocess
     import sys
 
-    from cdc_platform.stack import launch
+    from cdc_local.stack import launch
 
     env_json = tmp_path / "env.json"
     env_json.write_text(json.dumps({"AIRFLOW_HOME": "/stack/airflow", "FROM_FILE": "1"}))
@@ -125,7 +125,7 @@ def test_secret_files_are_private_from_creation_whatever_the_umask(tmp_path):
     import os
     import stat
 
-    from cdc_platform.stack.secrets import write_private
+    from cdc_local.stack.secrets import write_private
 
     path = tmp_path / "secret.properties"
     path.write_text("old, world-readable")
@@ -144,7 +144,7 @@ def test_every_stack_secret_file_is_written_privately():
     """No secret-bearing file of the stack is written with write_text and chmodded after."""
     from pathlib import Path
 
-    stack = Path(__file__).resolve().parents[3] / "include" / "cdc_platform" / "stack"
+    stack = Path(__file__).resolve().parents[3] / "include" / "cdc_local" / "stack"
     offenders = [str(p.relative_to(stack)) for p in stack.rglob("*.py") if ".chmod(0o600)" in p.read_text()
                  or "os.chmod(tmp, 0o600)" in p.read_text()]
     assert offenders == []

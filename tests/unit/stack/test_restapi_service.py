@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
+from cdc_local.stack import envfile, secrets
+from cdc_local.stack.config import StackConfig
+from cdc_local.stack.services import build_all, restapi
+from cdc_local.stack.supervisor import render_config
 from cdc_platform import connections
-from cdc_platform.stack import envfile, secrets
-from cdc_platform.stack.config import StackConfig
-from cdc_platform.stack.services import build_all, restapi
-from cdc_platform.stack.supervisor import render_config
 
 
 def test_service_runs_the_app_with_the_token_only_in_its_environment(tmp_path):
@@ -15,7 +15,7 @@ def test_service_runs_the_app_with_the_token_only_in_its_environment(tmp_path):
     stack_secrets = secrets.load_or_create(cfg.secrets)
     svc = restapi.service(cfg, stack_secrets)
     assert svc.name == "restapi" and svc.port == 18090
-    assert svc.command[1:3] == ["-m", "cdc_platform.restapi"]
+    assert svc.command[1:3] == ["-m", "cdc_local.restapi"]
     assert ["--port", "18090"] == svc.command[svc.command.index("--port"):][:2]
     assert svc.command[svc.command.index("--db") + 1] == str(cfg.data / "restapi" / "events.db")
     assert svc.environment["API_TOKEN"] == stack_secrets["api_token"]

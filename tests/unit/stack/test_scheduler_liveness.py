@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cdc_platform.stack import scheduler_liveness as liveness
+from cdc_local.stack import scheduler_liveness as liveness
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -69,12 +69,12 @@ def test_nothing_is_restarted_when_the_api_server_cannot_tell(monkeypatch):
 
 
 def test_the_probe_is_supervised_beside_the_scheduler_with_the_stack_health_url(tmp_path):
-    from cdc_platform.stack import secrets
-    from cdc_platform.stack.config import StackConfig
-    from cdc_platform.stack.services import airflow
+    from cdc_local.stack import secrets
+    from cdc_local.stack.config import StackConfig
+    from cdc_local.stack.services import airflow
 
     cfg = StackConfig.load({"CDC_STATE_DIR": str(tmp_path)})
     programs = {s.name: s for s in airflow.services(cfg, secrets.load_or_create(cfg.secrets))}
     probe = programs["airflow-scheduler-liveness"]
-    assert probe.command[1:3] == ["-m", "cdc_platform.stack.scheduler_liveness"]
+    assert probe.command[1:3] == ["-m", "cdc_local.stack.scheduler_liveness"]
     assert f"http://{cfg.host}:{cfg.ports['airflow']}/api/v2/monitor/health" in probe.command

@@ -1,5 +1,0 @@
-import sys
-
-from cdc_platform.bench.cli import main
-
-sys.exit(main())
