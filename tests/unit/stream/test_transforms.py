@@ -84,9 +84,18 @@ def test_changes_follow_the_contract_schema(spark):
         [(f.name, f.dataType) for f in schemas.QUARANTINE.fields]
 
 
-def test_snapshot_read_is_a_change(spark):
+def test_snapshot_read_is_a_change_placed_just_below_its_lsn(spark):
     change = only_change(spark, m.snapshot_read(m.event_row(1), lsn=10))
-    assert (change["op"], change["position"]) == ("r", 10)
+    assert (change["op"], change["position"]) == ("r", 9)
+
+
+def test_a_change_streamed_at_the_snapshots_lsn_orders_after_the_snapshot_row(spark):
+    """Debezium's snapshot rows carry the slot's consistent point; a transaction that changed a
+    row right at that point and committed after the snapshot is streamed with the same LSN."""
+    snapshot = only_change(spark, m.snapshot_read(m.event_row(1, duration_ms=521_738), lsn=87_285_704))
+    streamed = only_change(spark, m.update(m.event_row(1, duration_ms=521_738), m.event_row(1, duration_ms=521_745),
+                                           lsn=87_285_704))
+    assert snapshot["position"] < streamed["position"] == 87_285_704
 
 
 def test_update_takes_the_after_image(spark):
@@ -400,9 +409,10 @@ def test_every_record_lands_in_exactly_one_place(spark):
     waiting = batch.waiting.collect()
 
     assert len(changes) + len(quarantined) + len(waiting) + len(tombstones) == source.count()
-    # Changes no longer carry their offset; every message here has its own position, which maps back.
+    # Changes no longer carry their offset; every message here has its own position, which maps
+    # back (a snapshot read sits one below its LSN).
     position_of = {
-        offset: value["source"]["lsn"]
+        offset: value["source"]["lsn"] - (1 if value.get("op") == transforms.SNAPSHOT_READ else 0)
         for offset, (_, value) in enumerate(mixed_batch())
         if isinstance(value, dict) and value["source"]["lsn"] is not None
     }
