@@ -2,6 +2,10 @@
 
 Use it as a failure callback: ``on_failure_callback=WebhookAlertNotifier()``.
 Deadline Alerts use ``cdc_platform.alerting.deadline_missed`` (an AsyncCallback).
+
+Not the provider's ``HttpNotifier``: that posts the payload it is given (a Jinja template) and
+fails on the first error, where this one builds the alert from the failed task's context,
+records it in the health history for the pipeline page, and retries a webhook that answers 5xx.
 """
 from __future__ import annotations
 
