@@ -19,7 +19,7 @@ from cdc_platform.cluster import ClusterSettings
 from cdc_platform.connections import KAFKA_CONNECT_CONN_ID
 from cdc_platform.connect_rest_client import KafkaConnectClient
 from cdc_platform.health import store as health_store
-from cdc_platform.kafka_clients import client_config
+from cdc_platform.kafka_clients import KafkaSettings, client_config
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def new_topic_settings(spec: TopicSpec, settings: ClusterSettings) -> dict:
             "config": {"max.message.bytes": str(semantics.MAX_MESSAGE_BYTES), **settings.topic_config(), **spec.config}}
 
 
-def create_topics(bootstrap: str, topics: tuple[TopicSpec, ...] = TOPICS, timeout: float = 30,
+def create_topics(bootstrap: KafkaSettings, topics: tuple[TopicSpec, ...] = TOPICS, timeout: float = 30,
                   settings: ClusterSettings | None = None) -> list[str]:
     """Create missing topics; existing ones are left alone. Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic

@@ -11,12 +11,15 @@ arrived after the last refresh waits in the waiting room until the next one, nev
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdc_platform.kafka_clients import client_config
 from cdc_stream import transforms
+from cdc_stream.kafka_options import spark_kafka_options
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,13 @@ def latest_content(content_changes: DataFrame) -> DataFrame:
 
 
 class ContentCatalogue:
-    def __init__(self, spark: SparkSession, bootstrap: str, topic: str):
-        self.bootstrap = bootstrap
+    def __init__(self, spark: SparkSession, kafka: Mapping, topic: str):
+        """``kafka``: the connection's confluent-kafka client config."""
+        self.kafka = kafka
         self.topic = topic
         records = (
             spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap)
+            .options(**spark_kafka_options(kafka))
             .option("subscribe", topic)
             .option("startingOffsets", "earliest")
             .option("endingOffsets", "latest")
@@ -70,8 +74,8 @@ class ContentCatalogue:
         from confluent_kafka import Consumer, TopicPartition
 
         if self._consumer is None:
-            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-catalogue",
-                                       "enable.auto.commit": False, "log_level": 0})
+            self._consumer = Consumer(client_config(self.kafka, {"group.id": "cdc-stream-catalogue",
+                                                                 "enable.auto.commit": False, "log_level": 0}))
         partitions = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
         return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
                 for p in partitions}

@@ -6,10 +6,14 @@ command-line arguments override them. Nothing here names a host.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdc_platform import names
 from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
+from cdc_platform.kafka_clients import client_config
+from cdc_stream.kafka_options import spark_kafka_options
 
 SINKS = names.STREAM_SINKS
 
@@ -37,8 +41,8 @@ STREAM_SPARK_CONF = {
 class SinkSettings:
     """What every sink's ``write_batch(records_df, batch_id, settings)`` receives.
 
-    Secrets (the Cassandra password, the Redis URL carries a password, the API token) are left
-    out of repr, so logging the settings never leaks them.
+    Secrets (the Cassandra password, the Redis URL carries a password, the API token, the Kafka
+    connection's SASL and TLS settings) are left out of repr, so logging the settings never leaks them.
     """
     bootstrap: str
     cassandra_host: str
@@ -55,6 +59,17 @@ class SinkSettings:
     quarantine_topic: str = names.QUARANTINE_TOPIC
     event_changes_topic: str = names.EVENT_CHANGES_TOPIC
     content_changes_topic: str = names.CONTENT_CHANGES_TOPIC
+    # The Kafka connection's other client settings (librdkafka names: SASL, TLS, client.id).
+    kafka_connection: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if "bootstrap.servers" in self.kafka_connection:
+            raise ValueError("the bootstrap servers are SinkSettings.bootstrap, not a kafka_connection setting")
+
+    @property
+    def kafka(self) -> dict:
+        """The confluent-kafka client config of the stream's Kafka: its clients add their own settings."""
+        return client_config(self.bootstrap, self.kafka_connection)
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,13 @@ class JobConfig:
             raise ValueError("trigger_seconds must not be negative")
         if self.max_content_wait_seconds < 0:
             raise ValueError("max_content_wait_seconds must not be negative")
+        # A setting Spark's Kafka client cannot take stops the job here, before any query starts.
+        spark_kafka_options(self.settings.kafka)
+
+    @property
+    def kafka_options(self) -> dict[str, str]:
+        """The options of every Spark Kafka source and sink of the job."""
+        return spark_kafka_options(self.settings.kafka)
 
     def checkpoint(self, query: str) -> str:
         """Each query owns its checkpoint: sharing one would couple the sinks' progress."""

@@ -104,17 +104,20 @@ def apply_counts(report: "CoreReport", counts: dict) -> None:
 class RecordWriter:
     """Writes a micro-batch's output records (change_log.OUTPUT_COLUMNS) to Kafka."""
 
-    def __init__(self, bootstrap: str, topics: CoreTopics, producer_options: dict[str, str] | None = None):
-        self.bootstrap = bootstrap
+    def __init__(self, kafka_options: dict[str, str], topics: CoreTopics,
+                 producer_options: dict[str, str] | None = None):
+        """``kafka_options``: the connection's, as Spark's Kafka sink takes them
+        (kafka_options.spark_kafka_options); ``producer_options``: this writer's own, unprefixed."""
+        self.kafka_options = kafka_options
         self.topics = topics
         self.producer_options = producer_options or {}
 
     def write(self, records: DataFrame) -> None:
         """One job: the records go to their topics."""
-        writer = records.select("topic", "key", "value").write.format("kafka")
+        writer = records.select("topic", "key", "value").write.format("kafka").options(**self.kafka_options)
         for option, value in self.producer_options.items():
             writer = writer.option(f"kafka.{option}", value)
-        writer.option("kafka.bootstrap.servers", self.bootstrap).save()
+        writer.save()
 
     def write_counted(self, records: DataFrame, report: "CoreReport") -> list[str]:
         """Count ``records`` into ``report`` (a job of its own), write them, and return the

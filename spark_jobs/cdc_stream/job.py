@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from cdc_platform import names, semantics
 from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
+from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV, decode_client_config
 from cdc_stream.catalogue import ContentCatalogue
 from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkSettings, env_default
 from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
@@ -154,7 +155,7 @@ class ReportedBatch:
 def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", config.settings.bootstrap)
+        .options(**config.kafka_options)
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", config.starting_offsets)
         .option("failOnDataLoss", str(config.fail_on_data_loss).lower())
@@ -195,7 +196,7 @@ def ensure_stream_topics(config: JobConfig) -> None:
     """The core query's output topics, created when missing (as Kafka Streams does for its own)."""
     from cdc_platform.provisioning import create_topics, stream_topics
 
-    created = create_topics(config.settings.bootstrap, stream_topics(
+    created = create_topics(config.settings.kafka, stream_topics(
         config.settings.event_changes_topic, config.settings.content_changes_topic, config.pending_topic))
     if created:
         log.info("created stream topics %s", created)
@@ -207,17 +208,17 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
     so a restarted core query starts from exactly what Kafka holds."""
 
     def start_content():
-        writer = RecordWriter(config.settings.bootstrap, core_topics(config), CHANGE_PRODUCER_OPTIONS)
+        writer = RecordWriter(config.kafka_options, core_topics(config), CHANGE_PRODUCER_OPTIONS)
         return _start(read_topics(spark, config, [config.content_topic]), names.STREAM_CONTENT_QUERY,
                       ReportedBatch(names.STREAM_CONTENT_QUERY, ContentBatch(writer), reports), config)
 
     def start_core():
         topics = core_topics(config)
-        catalogue = ContentCatalogue(spark, config.settings.bootstrap, config.content_topic)
+        catalogue = ContentCatalogue(spark, config.settings.kafka, config.content_topic)
         catalogue.refresh()
-        waiting = WaitingRoom(config.settings.bootstrap, config.pending_topic, config.max_content_wait_seconds)
+        waiting = WaitingRoom(config.settings.kafka, config.pending_topic, config.max_content_wait_seconds)
         waiting.load()
-        writer = RecordWriter(config.settings.bootstrap, topics, CHANGE_PRODUCER_OPTIONS)
+        writer = RecordWriter(config.kafka_options, topics, CHANGE_PRODUCER_OPTIONS)
         source = read_topics(spark, config, core_source_topics(config))
         return _start(core_records(source, catalogue.frame, topics), names.STREAM_CORE_QUERY,
                       ReportedBatch(names.STREAM_CORE_QUERY, CoreBatch(writer, catalogue, waiting), reports), config)
@@ -475,8 +476,11 @@ def parser() -> argparse.ArgumentParser:
         prog="spark_cdc_multi_sink.py",
         description="CDC stream: Debezium topics -> clean/enrich once -> Cassandra, Redis, REST (a query per sink).",
     )
-    p.add_argument("--bootstrap", default=env_default("KAFKA_BOOTSTRAP"),
-                   help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP)")
+    p.add_argument("--bootstrap", default=None,
+                   help="Kafka bootstrap servers; without it, bootstrap.servers of the Kafka connection's "
+                        f"client config (env {CLIENT_CONFIG_ENV}, JSON with librdkafka names: SASL and TLS "
+                        "settings reach every Kafka client of the job; never the command line, it holds "
+                        "secrets), else env KAFKA_BOOTSTRAP")
     p.add_argument("--checkpoint-root", default=env_default("SPARK_CHECKPOINT_ROOT"),
                    help="each query keeps its checkpoint under <root>/<query> and its last batch report under "
                         f"<root>/{names.STREAM_PROGRESS_DIR} (env SPARK_CHECKPOINT_ROOT)")
@@ -516,8 +520,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def kafka_connection_from_env() -> dict:
+    """The Kafka connection's client config that the operator passed in the environment."""
+    try:
+        return decode_client_config(env_default(CLIENT_CONFIG_ENV) or "{}")
+    except ValueError as exc:
+        raise SystemExit(f"env {CLIENT_CONFIG_ENV} is not a Kafka client config (a JSON object): {exc}") from exc
+
+
 def config_from_args(args: argparse.Namespace) -> JobConfig:
-    missing = [flag for flag, value in (("--bootstrap", args.bootstrap), ("--checkpoint-root", args.checkpoint_root),
+    kafka_connection = kafka_connection_from_env()
+    # The connection's servers, unless the command line names others; KAFKA_BOOTSTRAP (the local
+    # stack's environment, inherited by spark-submit) only where there is no connection.
+    connection_bootstrap = kafka_connection.pop("bootstrap.servers", None)
+    bootstrap = args.bootstrap or connection_bootstrap or env_default("KAFKA_BOOTSTRAP")
+    missing = [flag for flag, value in (("--bootstrap", bootstrap), ("--checkpoint-root", args.checkpoint_root),
                                         ("--cassandra-host", args.cassandra_host)) if not value]
     sinks = tuple(s.strip() for s in args.sinks.split(",") if s.strip())
     if "redis" in sinks and not args.redis_url:
@@ -527,7 +544,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     if missing:
         raise SystemExit(f"missing settings: {', '.join(missing)} (pass them or source .stack/env)")
     settings = SinkSettings(
-        bootstrap=args.bootstrap,
+        bootstrap=bootstrap,
         cassandra_host=args.cassandra_host,
         cassandra_port=args.cassandra_port,
         cassandra_keyspace=args.cassandra_keyspace,
@@ -541,6 +558,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         quarantine_topic=args.quarantine_topic,
         event_changes_topic=args.event_changes_topic,
         content_changes_topic=args.content_changes_topic,
+        kafka_connection=kafka_connection,
     )
     try:
         return JobConfig(

@@ -31,6 +31,7 @@ from cdc_platform.delivery.rest_client import (
     deliver,
     make_session,
 )
+from cdc_platform.kafka_clients import KafkaSettings, bootstrap_of, client_config
 from cdc_stream import change_log, schemas
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _parked_entry(record: dict[str, Any], error: str) -> dlq.DlqEntry:
 
 # One HTTP session and one DLQ producer per executor process, reused by every task it runs.
 _SESSIONS: dict[str, requests.Session] = {}
-_WRITERS: dict[str, dlq.DlqWriter] = {}
+_WRITERS: dict[tuple, dlq.DlqWriter] = {}
 _ENSURED_TOPICS: set[tuple[str, str, str]] = set()
 
 
@@ -127,17 +128,19 @@ def _session(api_url: str) -> requests.Session:
     return _SESSIONS[api_url]
 
 
-def _writer(bootstrap: str) -> dlq.DlqWriter:
-    if bootstrap not in _WRITERS:
-        _WRITERS[bootstrap] = dlq.DlqWriter(bootstrap)
-    return _WRITERS[bootstrap]
+def _writer(kafka: KafkaSettings) -> dlq.DlqWriter:
+    # Keyed by the whole config: its values are plain (they came as JSON).
+    key = tuple(sorted(client_config(kafka).items()))
+    if key not in _WRITERS:
+        _WRITERS[key] = dlq.DlqWriter(kafka)
+    return _WRITERS[key]
 
 
-def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootstrap: str, dlq_topic: str,
+def deliver_partition(records: Iterator, *, api_url: str, api_token: str, kafka: KafkaSettings, dlq_topic: str,
                       parked_topic: str, timestamp_columns: tuple[str, ...]) -> Iterator[RestSinkStats]:
     """Deliver one partition of normalized records (topic, value) in batches of BATCH_SIZE;
-    yields the partition's counts."""
-    session, writer, breaker = _session(api_url), _writer(bootstrap), CircuitBreaker()
+    yields the partition's counts. ``kafka``: the connection's confluent-kafka client config."""
+    session, writer, breaker = _session(api_url), _writer(kafka), CircuitBreaker()
     counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
     chunk: list[DeliveryItem] = []
     chunk_bytes = 0
@@ -184,15 +187,16 @@ def deliver_partition(records: Iterator, *, api_url: str, api_token: str, bootst
 def write_batch(records: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
                 parked_topic: str = names.PARKED_TOPIC) -> RestSinkStats:
     """foreachBatch body of the REST sink: normalized records (topic, value). Reads
-    ``settings.api_url``, ``settings.api_token`` and ``settings.bootstrap`` (Kafka, for the DLQ)."""
-    api_url, api_token, bootstrap = settings.api_url, settings.api_token, settings.bootstrap
-    if not api_url or not api_token or not bootstrap:
-        raise ValueError("the REST sink needs settings.api_url, settings.api_token and settings.bootstrap")
-    topics = (bootstrap, dlq_topic, parked_topic)
+    ``settings.api_url``, ``settings.api_token`` and ``settings.kafka`` (the Kafka connection's
+    client settings, for the DLQ)."""
+    api_url, api_token, kafka = settings.api_url, settings.api_token, settings.kafka
+    if not api_url or not api_token or not kafka:
+        raise ValueError("the REST sink needs settings.api_url, settings.api_token and settings.kafka")
+    topics = (bootstrap_of(kafka), dlq_topic, parked_topic)
     if topics not in _ENSURED_TOPICS:
-        dlq.ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
+        dlq.ensure_dlq_topics(kafka, dlq_topic, parked_topic)
         _ENSURED_TOPICS.add(topics)
-    run = functools.partial(deliver_partition, api_url=api_url, api_token=api_token, bootstrap=bootstrap,
+    run = functools.partial(deliver_partition, api_url=api_url, api_token=api_token, kafka=kafka,
                             dlq_topic=dlq_topic, parked_topic=parked_topic, timestamp_columns=TIMESTAMP_COLUMNS)
     stats = sum(records.select("topic", "value").rdd.mapPartitions(run).collect(), RestSinkStats())
     log.info("REST sink batch %s: %s", batch_id, stats)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from cdc_platform import semantics
+from cdc_platform.kafka_clients import KafkaSettings, client_config
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class WaitingEvent:
 
 
 class WaitingRoom:
-    def __init__(self, bootstrap: str, topic: str, max_wait_s: float):
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaSettings, topic: str, max_wait_s: float):
+        """``kafka``: the connection's confluent-kafka client config (or its bootstrap servers)."""
+        self.kafka = kafka
         self.topic = topic
         self.max_wait_ms = int(max_wait_s * 1000)
         self._events: dict[str, WaitingEvent] = {}
@@ -147,15 +149,15 @@ class WaitingRoom:
         if self._consumer is None:
             from confluent_kafka import Consumer
 
-            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cdc-stream-waiting-room",
-                                       "enable.auto.commit": False, "log_level": 0})
+            self._consumer = Consumer(client_config(self.kafka, {"group.id": "cdc-stream-waiting-room",
+                                                                 "enable.auto.commit": False, "log_level": 0}))
         return self._consumer
 
     def _get_producer(self):
         if self._producer is None:
             from confluent_kafka import Producer
 
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
-                                       "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
-                                       "linger.ms": 5, "log_level": 0})
+            self._producer = Producer(client_config(self.kafka, {"enable.idempotence": True,
+                                                                 "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
+                                                                 "linger.ms": 5, "log_level": 0}))
         return self._producer

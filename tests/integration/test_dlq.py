@@ -318,7 +318,7 @@ def test_rest_sink_delivers_and_a_replayed_batch_is_harmless(sink_spark, api, bo
 
     row_id = random.randrange(2_000_000_000, 2**31 - 1)
     df = change_rows(sink_spark, row_id, 6)
-    settings = SimpleNamespace(api_url=api.url, api_token=api.token, bootstrap=bootstrap)
+    settings = SimpleNamespace(api_url=api.url, api_token=api.token, kafka=bootstrap)
     stats = write_batch(df, 1, settings, dlq_topic=queue.dlq, parked_topic=queue.parked)
     assert (stats.rows, stats.delivered, stats.dead_lettered) == (6, 6, 0)
     replay = write_batch(df, 1, settings, dlq_topic=queue.dlq, parked_topic=queue.parked)
@@ -337,7 +337,7 @@ def test_rest_sink_sends_everything_to_the_dlq_when_the_api_is_dead(sink_spark, 
 
     row_id = random.randrange(2_000_000_000, 2**31 - 1)
     df = change_rows(sink_spark, row_id, 5)
-    dead = SimpleNamespace(api_url=f"http://127.0.0.1:{_free_port()}", api_token=api.token, bootstrap=bootstrap)
+    dead = SimpleNamespace(api_url=f"http://127.0.0.1:{_free_port()}", api_token=api.token, kafka=bootstrap)
     stats = write_batch(df, 7, dead, dlq_topic=queue.dlq, parked_topic=queue.parked)
     assert (stats.rows, stats.delivered, stats.dead_lettered) == (5, 0, 5)
 
@@ -363,7 +363,7 @@ def test_rest_sink_parks_a_change_it_cannot_build_and_delivers_the_others(sink_s
     good = change_rows(sink_spark, row_id, 3).select("topic", "value")
     bad = change_log.decode(good.first().value) | {"id": row_id + 1, "event_ts": -9223372036832400000}
     df = good.union(sink_spark.createDataFrame([("changes", json.dumps(bad))], good.schema))
-    settings = SimpleNamespace(api_url=api.url, api_token=api.token, bootstrap=bootstrap)
+    settings = SimpleNamespace(api_url=api.url, api_token=api.token, kafka=bootstrap)
     stats = write_batch(df, 1, settings, dlq_topic=queue.dlq, parked_topic=queue.parked)
     assert (stats.rows, stats.delivered, stats.parked) == (4, 3, 1)
     [parked] = read_topic(bootstrap, queue.parked, 1)

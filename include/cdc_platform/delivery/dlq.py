@@ -31,7 +31,7 @@ from cdc_platform.delivery.rest_client import (
     deliver,
     make_session,
 )
-from cdc_platform.kafka_clients import client_config
+from cdc_platform.kafka_clients import KafkaSettings, client_config
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class DlqWriter:
 
     Keyed by idempotency key, so all entries of one change share a partition."""
 
-    def __init__(self, bootstrap: str, audit_log: Path | None | object = _AUTO, producer: Producer | None = None):
+    def __init__(self, bootstrap: KafkaSettings, audit_log: Path | None | object = _AUTO, producer: Producer | None = None):
         self._producer = producer or Producer(client_config(bootstrap, {
             "message.max.bytes": semantics.MAX_MESSAGE_BYTES,
             "acks": "all",
@@ -260,7 +260,7 @@ class DlqWriter:
         return sent
 
 
-def ensure_dlq_topics(bootstrap: str, dlq_topic: str = names.DLQ_TOPIC, parked_topic: str = names.PARKED_TOPIC,
+def ensure_dlq_topics(bootstrap: KafkaSettings, dlq_topic: str = names.DLQ_TOPIC, parked_topic: str = names.PARKED_TOPIC,
                       timeout: float = _KAFKA_TIMEOUT_S) -> list[str]:
     """Create the DLQ and parked topics if missing; return the names created.
 

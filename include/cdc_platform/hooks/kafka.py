@@ -18,8 +18,3 @@ class KafkaClientConfigHook(KafkaBaseHook):
 
 def kafka_config(conn_id: str = KAFKA_CONN_ID) -> dict:
     return KafkaClientConfigHook(kafka_config_id=conn_id).client_config()
-
-
-def kafka_bootstrap(conn_id: str = KAFKA_CONN_ID) -> str:
-    """Only the bootstrap servers, for the Spark job's ``--bootstrap``."""
-    return kafka_config(conn_id)["bootstrap.servers"]

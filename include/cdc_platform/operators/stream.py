@@ -26,14 +26,17 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
                       rest_api_conn_id: str = conn_ids.REST_API_CONN_ID) -> dict:
     """Arguments, environment and jars for spark-submit, from Airflow connections.
 
-    Secrets (the Cassandra sink's password, the Redis password, the API token) travel in the
-    environment, never on the command line.
+    Secrets (the Cassandra sink's password, the Redis password, the API token, the Kafka
+    connection's SASL and TLS settings) travel in the environment, never on the command line.
+    The whole Kafka connection reaches the job, so every Kafka client it opens connects as the
+    Airflow tasks' clients do.
     """
     from cdc_platform.cluster import ClusterSettings
     from cdc_platform.hooks.cassandra import cassandra_endpoint_and_credentials
     from cdc_platform.hooks.http import base_url_and_token
-    from cdc_platform.hooks.kafka import kafka_bootstrap
+    from cdc_platform.hooks.kafka import kafka_config
     from cdc_platform.hooks.redis import redis_url
+    from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV, encode_client_config
 
     from cdc_platform.state_paths import checkpoint_root as default_checkpoint_root
 
@@ -41,8 +44,11 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
     cassandra_host, cassandra_port, cassandra_user, cassandra_password = \
         cassandra_endpoint_and_credentials(cassandra_conn_id)
     api_url, api_token = base_url_and_token(rest_api_conn_id)
+    try:
+        kafka = encode_client_config(kafka_config(kafka_conn_id))
+    except ValueError as exc:
+        raise ValueError(f"the Kafka connection {kafka_conn_id!r} cannot be passed to the Spark job: {exc}") from exc
     args = [
-        "--bootstrap", kafka_bootstrap(kafka_conn_id),
         "--checkpoint-root", checkpoint_root,
         "--cassandra-host", cassandra_host,
         "--cassandra-port", str(cassandra_port),
@@ -54,7 +60,7 @@ def stream_submission(checkpoint_root: str | None, trigger_seconds: float, sinks
         "--cassandra-consistency", ClusterSettings.from_env().cassandra_consistency,
     ]
     env = {"REDIS_URL": redis_url(redis_conn_id), "API_TOKEN": api_token or "",
-           "CASSANDRA_SINK_PASSWORD": cassandra_password or ""}
+           "CASSANDRA_SINK_PASSWORD": cassandra_password or "", CLIENT_CONFIG_ENV: kafka}
     for key in ("PYSPARK_PYTHON", "SPARK_HOME", "JAVA_HOME", "PATH"):
         if os.environ.get(key):
             env[key] = os.environ[key]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cdc_platform.hooks import cassandra, http, kafka
-from cdc_platform.kafka_clients import bootstrap_of, client_config
+from cdc_platform.kafka_clients import bootstrap_of, client_config, decode_client_config, encode_client_config
 
 
 def define(monkeypatch, conn_id: str, **conn) -> str:
@@ -22,7 +22,7 @@ def test_the_kafka_config_keeps_every_security_setting_of_the_connection(monkeyp
     conn_id = define(monkeypatch, "kafka_test", conn_type="kafka", extra=extra)
     config = kafka.kafka_config(conn_id)
     assert config == extra
-    assert kafka.kafka_bootstrap(conn_id) == "b1:9093,b2:9093"
+    assert bootstrap_of(config) == "b1:9093,b2:9093"
     # What a client then opens with: the connection's settings and its own.
     assert client_config(config, {"group.id": "g"}) == {**extra, "group.id": "g"}
 
@@ -36,6 +36,17 @@ def test_a_kafka_connection_without_bootstrap_servers_is_refused(monkeypatch):
 def test_a_bootstrap_string_still_makes_a_client_config():
     assert client_config("k:9092", {"acks": "all"}) == {"bootstrap.servers": "k:9092", "acks": "all"}
     assert bootstrap_of("k:9092") == bootstrap_of({"bootstrap.servers": "k:9092", "x": 1}) == "k:9092"
+
+
+def test_a_client_config_travels_to_another_process_whole_or_not_at_all():
+    config = {"bootstrap.servers": "b:9093", "sasl.password": 's"3\\c', "socket.keepalive.enable": True,
+              "retries": 3}
+    assert decode_client_config(encode_client_config(config)) == config
+    # A callback the provider resolved for this process cannot travel: named, never dropped.
+    with pytest.raises(ValueError, match="error_cb, oauth_cb"):
+        encode_client_config({**config, "oauth_cb": lambda _: ("t", 0), "error_cb": print})
+    with pytest.raises(ValueError, match="JSON object"):
+        decode_client_config('["b:9093"]')
 
 
 @pytest.mark.parametrize("conn, url", [

@@ -13,13 +13,16 @@ import psutil
 import pytest
 
 from cdc_platform import connections as conn_ids
-from cdc_platform.operators.stream import APPLICATION, CdcStreamSubmitOperator
+from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV
+from cdc_platform.operators.stream import APPLICATION, CdcStreamSubmitOperator, stream_submission
 from tests.polling import poll_until
 
-SECRETS = {"sink": "sink-secret", "redis": "redis-secret", "api": "api-secret"}
+SECRETS = {"sink": "sink-secret", "redis": "redis-secret", "api": "api-secret", "kafka": "kafka-secret"}
+KAFKA_EXTRA = {"bootstrap.servers": "kafka.test:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
+               "sasl.username": "cdc", "sasl.password": SECRETS["kafka"], "ssl.ca.location": "/etc/kafka/ca.pem"}
 CONNECTIONS = {
     conn_ids.SPARK_CONN_ID: {"conn_type": "spark", "host": "local[1]"},
-    conn_ids.KAFKA_CONN_ID: {"conn_type": "kafka", "extra": {"bootstrap.servers": "kafka.test:9092"}},
+    conn_ids.KAFKA_CONN_ID: {"conn_type": "kafka", "extra": KAFKA_EXTRA},
     conn_ids.CASSANDRA_SINK_CONN_ID: {"conn_type": "cassandra", "host": "cassandra.test", "port": 9042,
                                       "login": "cdc_sink", "password": SECRETS["sink"]},
     conn_ids.REDIS_CONN_ID: {"conn_type": "redis", "host": "redis.test", "port": 6379,
@@ -35,7 +38,8 @@ FAKE_SPARK_SUBMIT = textwrap.dedent("""\
     import json, os, subprocess, sys
     driver = subprocess.Popen([sys.executable, "-c", os.environ["FAKE_DRIVER_CODE"], {application!r}])
     record = {{"argv": sys.argv[1:], "pid": os.getpid(), "driver_pid": driver.pid,
-               "env": {{k: os.environ.get(k) for k in ("API_TOKEN", "CASSANDRA_SINK_PASSWORD", "REDIS_URL")}}}}
+               "env": {{k: os.environ.get(k) for k in ("API_TOKEN", "CASSANDRA_SINK_PASSWORD", "REDIS_URL",
+                                                        {client_config_env!r})}}}}
     with open({record!r} + ".tmp", "w") as f:
         json.dump(record, f)
     os.replace({record!r} + ".tmp", {record!r})
@@ -53,6 +57,7 @@ class FakeSparkSubmit:
         bin_dir.mkdir()
         script = bin_dir / "spark-submit"
         script.write_text(FAKE_SPARK_SUBMIT.format(python=sys.executable, application=str(APPLICATION),
+                                                   client_config_env=CLIENT_CONFIG_ENV,
                                                    record=str(self.record_path),
                                                    driver_status=str(self.driver_status_path)))
         script.chmod(0o755)
@@ -148,8 +153,10 @@ def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line
     assert record["env"]["API_TOKEN"] == SECRETS["api"]
     assert record["env"]["CASSANDRA_SINK_PASSWORD"] == SECRETS["sink"]
     assert SECRETS["redis"] in record["env"]["REDIS_URL"]
+    # The whole Kafka connection, SASL and TLS included, for every Kafka client of the job.
+    assert json.loads(record["env"][CLIENT_CONFIG_ENV]) == KAFKA_EXTRA
     argv = record["argv"]
-    assert argv[argv.index("--bootstrap") + 1] == "kafka.test:9092"
+    assert "--bootstrap" not in argv
     assert argv[argv.index("--cassandra-user") + 1] == "cdc_sink"
     assert argv[argv.index("--master") + 1] == "local[1]"
 
@@ -163,3 +170,13 @@ def test_the_cluster_resources_of_the_worker_reach_spark_submits_command_line(sp
              ("--executor-memory", "--executor-cores", "--total-executor-cores", "--py-files")}
     assert (flags["--executor-memory"], flags["--executor-cores"], flags["--total-executor-cores"]) == ("4g", "4", "12")
     assert Path(flags["--py-files"]).is_file()
+
+
+def test_a_kafka_connection_with_a_resolved_callback_is_refused_by_name(spark_submit, monkeypatch):
+    # The provider resolves allow-listed callbacks to functions of the worker's interpreter: the
+    # driver, another process, could not call them, and would connect without them.
+    monkeypatch.setenv("AIRFLOW__APACHE_KAFKA__CALLBACK_ALLOWLIST", "json.dumps")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_ids.KAFKA_CONN_ID.upper()}", json.dumps(
+        {"conn_type": "kafka", "extra": {**KAFKA_EXTRA, "error_cb": "json.dumps"}}))
+    with pytest.raises(ValueError, match=f"{conn_ids.KAFKA_CONN_ID}.*error_cb"):
+        stream_submission("/ckpt", 0.5, "cassandra")

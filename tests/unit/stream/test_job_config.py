@@ -1,11 +1,13 @@
 """The job's wiring that needs no services: arguments, settings, sink loading, the py-files archive."""
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
 
 from cdc_platform import names, packaging
+from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV
 from cdc_stream import cassandra_sink, job
 from cdc_stream.config import SINKS, JobConfig, SinkSettings
 
@@ -19,7 +21,7 @@ STACK_ENV = {
 @pytest.fixture
 def stack_environment(monkeypatch):
     for name in ("CASSANDRA_KEYSPACE", "CASSANDRA_SINK_USER", "CASSANDRA_SINK_PASSWORD", "CDC_TRIGGER_SECONDS",
-                 "CDC_STARTING_OFFSETS"):
+                 "CDC_STARTING_OFFSETS", CLIENT_CONFIG_ENV):
         monkeypatch.delenv(name, raising=False)
     for name, value in STACK_ENV.items():
         monkeypatch.setenv(name, value)
@@ -47,6 +49,45 @@ def test_arguments_override_the_environment(stack_environment):
                   "--starting-offsets", "latest", "--max-offsets-per-trigger", "0"])
     assert (cfg.sinks, cfg.settings.bootstrap, cfg.settings.cassandra_port) == (("cassandra",), "b:1", 1)
     assert (cfg.trigger_seconds, cfg.starting_offsets, cfg.max_offsets_per_trigger) == (2.0, "latest", None)
+
+
+SASL_CONNECTION = {"bootstrap.servers": "b1:9093,b2:9093", "security.protocol": "SASL_SSL",
+                   "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "cdc", "sasl.password": "kafka-s3cret",
+                   "ssl.ca.location": "/etc/kafka/ca.pem"}
+
+
+def test_the_whole_kafka_connection_comes_from_the_environment(stack_environment, monkeypatch):
+    monkeypatch.setenv(CLIENT_CONFIG_ENV, json.dumps(SASL_CONNECTION))
+    cfg = config([])
+    # The connection's servers win over KAFKA_BOOTSTRAP, which the worker's environment may carry.
+    assert cfg.settings.bootstrap == "b1:9093,b2:9093"
+    assert cfg.settings.kafka == SASL_CONNECTION
+    assert cfg.kafka_options["kafka.bootstrap.servers"] == "b1:9093,b2:9093"
+    assert cfg.kafka_options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert "kafka-s3cret" in cfg.kafka_options["kafka.sasl.jaas.config"]
+    assert "kafka-s3cret" not in repr(cfg)
+
+
+def test_bootstrap_alone_still_makes_a_plaintext_kafka(stack_environment):
+    cfg = config(["--bootstrap", "k:9092"])
+    assert cfg.settings.kafka == {"bootstrap.servers": "k:9092"}
+    assert cfg.kafka_options == {"kafka.bootstrap.servers": "k:9092"}
+
+
+def test_bootstrap_on_the_command_line_overrides_only_the_connections_servers(stack_environment, monkeypatch):
+    monkeypatch.setenv(CLIENT_CONFIG_ENV, json.dumps(SASL_CONNECTION))
+    cfg = config(["--bootstrap", "other:9093"])
+    assert cfg.settings.kafka == {**SASL_CONNECTION, "bootstrap.servers": "other:9093"}
+
+
+@pytest.mark.parametrize("value, named", [
+    (json.dumps({"bootstrap.servers": "b:9093", "sasl.kerberos.keytab": "/k.tab"}), "sasl.kerberos.keytab"),
+    ("not json", CLIENT_CONFIG_ENV),
+])
+def test_a_kafka_connection_the_stream_cannot_honour_stops_it_by_name(stack_environment, monkeypatch, value, named):
+    monkeypatch.setenv(CLIENT_CONFIG_ENV, value)
+    with pytest.raises(SystemExit, match=named):
+        config([])
 
 
 def test_each_query_has_its_own_checkpoint(stack_environment):
@@ -91,7 +132,7 @@ def test_rest_sink_needs_a_token(monkeypatch, stack_environment):
 
 
 def test_missing_connection_settings_are_named(monkeypatch):
-    for name in STACK_ENV:
+    for name in (*STACK_ENV, CLIENT_CONFIG_ENV):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit, match="--bootstrap, --checkpoint-root, --cassandra-host"):
         config(["--sinks", "cassandra"])
