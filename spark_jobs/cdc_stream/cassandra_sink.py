@@ -9,8 +9,10 @@ All writes to these tables must use source positions as timestamps: a write stam
 wall clock (microseconds since 1970, far larger than any LSN) would win over every later change.
 
 Executors write partitions with prepared statements and ``execute_concurrent``; each Python
-process keeps one Cluster/Session per contact point, created lazily and reused across tasks
-and micro-batches.
+process keeps one Cluster/Session per contact point, login and consistency level, created lazily
+and reused across tasks and micro-batches. The Cluster comes from the library's one builder
+(``cdc_platform.cassandra_cluster``), with the driver settings Airflow's connections carry too:
+token-aware routing, protocol v5.
 """
 from __future__ import annotations
 
@@ -24,22 +26,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-from cassandra import ConsistencyLevel, InvalidRequest
-from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra import InvalidRequest
 from cassandra.concurrent import execute_concurrent
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from pyspark.sql import DataFrame
 
 from cdc_platform import names
+from cdc_platform.cassandra_cluster import cassandra_cluster
 from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 from cdc_stream import change_log
 
 DELETE = "d"
 # Its query reads the content changes too: only this sink keeps the content table.
 READS_CONTENT = True
-# Cassandra >= 4.0 speaks protocol v5; pinning it avoids a negotiation round trip (and its warnings).
-PROTOCOL_VERSION = 5
+# Longer than the tools' default (cassandra_cluster.REQUEST_TIMEOUT_S): CONCURRENCY writes in
+# flight at once queue on the node, and a timed-out write fails the Spark task.
+REQUEST_TIMEOUT_S = 30
 CHUNK_ROWS = 500
 CONCURRENCY = 32
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -80,14 +81,8 @@ def get_session(host: str, port: int, username: str | None = None, password: str
     with _lock:
         session = _sessions.get((host, port, username, consistency))
         if session is None:
-            profile = ExecutionProfile(
-                load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                consistency_level=ConsistencyLevel.name_to_value[consistency],
-                request_timeout=30,
-            )
-            auth = PlainTextAuthProvider(username=username, password=password or "") if username else None
-            cluster = Cluster([host], port=port, protocol_version=PROTOCOL_VERSION,
-                              execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=auth)
+            cluster = cassandra_cluster(host, port, username, password, consistency=consistency,
+                                        request_timeout=REQUEST_TIMEOUT_S)
             session = cluster.connect()
             atexit.register(cluster.shutdown)
             _sessions[(host, port, username, consistency)] = session

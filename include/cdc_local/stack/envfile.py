@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from cdc_platform import connections as conn_ids
 from cdc_platform import names
+from cdc_platform.cassandra_cluster import CASSANDRA_DRIVER_EXTRA
 
 from cdc_local.stack.config import StackConfig
 from cdc_local.stack.secrets import write_private
@@ -91,11 +92,6 @@ CONNECT_SECRETS_FILE_NAME = "connect-secrets.properties"
 def connect_secrets_file(secrets_dir) -> Path:
     """Connector configs reference secrets as ${file:<this path>:<key>}; never inline."""
     return Path(secrets_dir) / CONNECT_SECRETS_FILE_NAME
-
-
-# Read by the provider's CassandraHook: Cassandra 5 speaks protocol v5, so the driver does not
-# probe versions, and an explicit policy keeps it from warning on every connect.
-CASSANDRA_DRIVER_EXTRA = {"protocol_version": 5, "load_balancing_policy": "RoundRobinPolicy"}
 
 
 def airflow_connections(endpoint: Endpoint, secret: Secret, connect_secrets_path: str,

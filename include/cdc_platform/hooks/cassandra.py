@@ -1,10 +1,11 @@
-"""Cassandra sessions from Airflow connections, through the provider's CassandraHook."""
+"""Cassandra sessions for DAG tasks, from Airflow connections, through the provider's
+CassandraHook. The driver settings it reads from the connection's extras are defined once, in
+``cdc_platform.cassandra_cluster.CASSANDRA_DRIVER_EXTRA``, which the stack's connections carry;
+code without Airflow builds its Cluster from the same definition there (``cassandra_cluster``)."""
 from __future__ import annotations
 
+from cdc_platform.cassandra_cluster import REQUEST_TIMEOUT_S
 from cdc_platform.connections import CASSANDRA_CONN_ID
-
-# DDL and repairs wait for schema agreement and large batches; the driver's 10 s is short for them.
-REQUEST_TIMEOUT_S = 20
 
 
 def cassandra_session(conn_id: str = CASSANDRA_CONN_ID):
@@ -20,7 +21,8 @@ def cassandra_session(conn_id: str = CASSANDRA_CONN_ID):
 
 
 def cassandra_endpoint_and_credentials(conn_id: str) -> tuple[str, int, str | None, str | None]:
-    """Host, port, login and password, for the Spark job (which builds its own sessions)."""
+    """Host, port, login and password, for the Spark job (its sink builds its sessions with
+    ``cdc_platform.cassandra_cluster.cassandra_cluster``)."""
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection(conn_id)

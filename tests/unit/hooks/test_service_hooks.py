@@ -79,3 +79,36 @@ def test_cassandra_sessions_take_the_driver_settings_from_the_connection(monkeyp
     assert (cluster.contact_points, cluster.port, cluster.protocol_version) == (["127.0.0.1", "localhost"], 9142, 5)
     assert isinstance(cluster.load_balancing_policy, RoundRobinPolicy)
     assert cassandra.cassandra_endpoint_and_credentials(conn_id) == ("127.0.0.1,localhost", 9142, "admin", "pw")
+
+
+def policy_chain(policy) -> list:
+    """The policy's type and, for a token-aware one, its child's, with a DC-aware policy's settings."""
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    chain = []
+    while isinstance(policy, TokenAwarePolicy):
+        chain.append(TokenAwarePolicy)
+        policy = policy._child_policy
+    chain.append(type(policy))
+    if isinstance(policy, DCAwareRoundRobinPolicy):
+        chain.append((policy.local_dc, policy.used_hosts_per_remote_dc))
+    return chain
+
+
+def test_the_provider_hook_and_our_builder_read_the_driver_settings_alike(monkeypatch):
+    """Tasks (CassandraHook) and everything without Airflow (cassandra_cluster) read the one
+    definition: the same policy and protocol come out of both."""
+    from airflow.providers.apache.cassandra.hooks.cassandra import CassandraHook
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    from cdc_platform.cassandra_cluster import CASSANDRA_DRIVER_EXTRA, cassandra_cluster
+
+    conn_id = define(monkeypatch, "cassandra_settings", conn_type="cassandra", host="127.0.0.1", port=9042,
+                     login="cdc_admin", password="pw", extra=CASSANDRA_DRIVER_EXTRA)
+    hook = CassandraHook(cassandra_conn_id=conn_id)
+    with hook.get_cluster() as tasks_cluster, cassandra_cluster("127.0.0.1", 9042, "cdc_admin", "pw") as our_cluster:
+        ours = policy_chain(our_cluster.profile_manager.default.load_balancing_policy)
+        assert ours == [TokenAwarePolicy, DCAwareRoundRobinPolicy, ("", 0)]
+        assert policy_chain(tasks_cluster.profile_manager.default.load_balancing_policy) == ours
+        assert tasks_cluster.protocol_version == our_cluster.protocol_version == 5
+        assert (tasks_cluster.auth_provider.username, our_cluster.auth_provider.username) == ("cdc_admin", "cdc_admin")
