@@ -6,7 +6,7 @@ RUN := PYTHONPATH=$(CURDIR)/include:$(CURDIR)/spark_jobs $(PY)
 STACK := $(RUN) -m cdc_local.stack
 PYTEST_ARGS ?=
 
-.PHONY: help install up down status logs env demo test test-unit bench lock
+.PHONY: help install up down status logs env demo test test-unit bench wheel lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-unit: install  ## only the tests that need no services
 
 bench:  ## capture, backlog, sustained steps, freshness, footprint of the running pipeline (after make demo; ARGS=--help)
 	@$(RUN) -m cdc_local.bench $(ARGS)
+
+wheel: install  ## build the cdc-platform wheel (cdc_platform + cdc_stream) into dist/, for pip install on cluster nodes
+	@$(RUN) -m cdc_platform.packaging --wheel dist
 
 lock:  ## re-pin include/stack/constraints.txt from the current venv
 	@$(PY) -m pip freeze --disable-pip-version-check | grep -vE '^(pip|setuptools|wheel)==' > include/stack/constraints.txt

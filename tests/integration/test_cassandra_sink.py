@@ -23,6 +23,7 @@ from cdc_platform import names, provisioning
 from cdc_stream import cassandra_sink, change_log, schemas
 from cdc_stream import quarantine as Q
 from tests.polling import poll_until
+from tests.spark_packages import ship_packages
 
 pytestmark = pytest.mark.integration
 
@@ -53,16 +54,11 @@ def keyspace(cassandra_session):
 @pytest.fixture(scope="module")
 def spark(spark, tmp_path_factory):
     """The shared session; its Python workers run this interpreter (it has cassandra-driver)
-    and get the packages through a --py-files archive, as in production."""
-    from cdc_platform.packaging import build_py_files
-
+    and get the packages through the --py-files archive, as in production."""
     context = spark.sparkContext
     saved_exec = context.pythonExec
     context.pythonExec = sys.executable
-    archive = build_py_files(tmp_path_factory.mktemp("py_files"))
-    # A name of our own: Spark refuses a second file of the same name from another path.
-    shipped = archive.rename(archive.with_name(f"cdc_stream_deps_{uuid.uuid4().hex[:8]}.zip"))
-    context.addPyFile(str(shipped))
+    ship_packages(context, tmp_path_factory.mktemp("py_files"))
     yield spark
     context.pythonExec = saved_exec
 

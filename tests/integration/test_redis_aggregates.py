@@ -10,8 +10,6 @@ import hashlib
 import os
 import sys
 import types
-import zipfile
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -23,6 +21,7 @@ from cdc_platform import names, semantics
 from cdc_platform.aggregates import (Change, RepairConflict, Row, apply_changes, diff, read_snapshot,
                                      read_watermark, recompute, repair)
 from cdc_platform.aggregates.store import minute_key, row_key
+from tests.spark_packages import ship_packages
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,6 @@ MINUTE = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % MINUTE
 # Around 10**16: above 2**53 (not exact as a double) and crossing a decimal-length boundary.
 POSITION_BASE = 10**16 - 12
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _url_with_db(url: str, db: int) -> str:
@@ -331,13 +329,7 @@ def spark_with_code(request, tmp_path_factory):
     spark = request.getfixturevalue("spark")
     # A session started earlier by another module may have picked the PATH's python3.
     spark.sparkContext.pythonExec = os.environ["PYSPARK_PYTHON"]
-    archive = tmp_path_factory.mktemp("pyfiles") / "cdc_code.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for root, package in ((REPO / "include", "cdc_platform"), (REPO / "spark_jobs", "cdc_stream")):
-            for path in (root / package).rglob("*"):
-                if path.is_file() and path.suffix in (".py", ".lua"):
-                    zf.write(path, path.relative_to(root))
-    spark.sparkContext.addPyFile(str(archive))
+    ship_packages(spark.sparkContext, tmp_path_factory.mktemp("pyfiles"))
     return spark
 
 

@@ -144,6 +144,22 @@ def test_every_mounted_file_and_build_file_exists(config):
             assert (Path(build["context"]) / build.get("dockerfile", "Dockerfile")).is_file(), name
 
 
+def test_the_airflow_image_holds_what_the_stream_builds_its_wheel_from_where_the_operator_looks():
+    """The operator builds the job's wheel from the repository it runs in (/opt/airflow in the
+    image): the project file and both source roots must be there, in the repository's layout."""
+    from cdc_platform import packaging
+
+    copies = {}
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, destination = [word for word in line.split()[1:] if not word.startswith("--")]
+            copies.update((source, destination) for source in sources)
+    missing = [relative for relative in packaging.SOURCES
+               if not any((relative == source or relative.startswith(f"{source}/")) and destination == f"/opt/airflow/{source}"
+                          for source, destination in copies.items())]
+    assert missing == []
+
+
 def test_cassandra_requires_a_password_and_the_sink_has_its_own_role(config):
     options = config["services"]["cassandra"]["environment"]["JVM_EXTRA_OPTS"]
     assert "-Dcassandra.settings.authenticator=PasswordAuthenticator" in options

@@ -1,12 +1,11 @@
-"""The job's wiring that needs no services: arguments, settings, sink loading, the py-files archive."""
+"""The job's wiring that needs no services: arguments, settings, sink loading."""
 from __future__ import annotations
 
 import json
-import zipfile
 
 import pytest
 
-from cdc_platform import names, packaging
+from cdc_platform import names
 from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV
 from cdc_stream import cassandra_sink, job
 from cdc_stream.config import SINKS, JobConfig, SinkSettings
@@ -184,15 +183,3 @@ def test_event_params_bind_upserts_and_deletes_at_the_position():
     assert params == (5, uuid.UUID(int=1), uuid.UUID(int=2), "play", 1000, 10, "tv", "{}", 0.1, 77, "u", now, 77)
     assert len(params) == len(cassandra_sink.EVENT_COLUMNS) + 1
     assert cassandra_sink.event_params(dict(row, op="d", content_id=None), now) == (True, (77, 5))
-
-
-def test_py_files_archive_holds_both_packages(tmp_path):
-    archive = packaging.build_py_files(tmp_path)
-    with zipfile.ZipFile(archive) as zf:
-        members = set(zf.namelist())
-    assert {"cdc_platform/__init__.py", "cdc_platform/names.py", "cdc_platform/semantics.py",
-            "cdc_stream/__init__.py", "cdc_stream/transforms.py", "cdc_stream/cassandra_sink.py"} <= members
-    assert not any("__pycache__" in m or m.endswith(".pyc") for m in members)
-    # Reproducible: identical sources give a byte-identical archive.
-    again = packaging.build_py_files(tmp_path / "again")
-    assert again.read_bytes() == archive.read_bytes()
