@@ -36,7 +36,7 @@ from cdc_alerting import WebhookAlertNotifier
     doc_md=__doc__,
     tags=["cdc", "dlq", "recovery"],
     params={
-        "confirm": Param(False, type="boolean", description="Must be true: the run re-sends changes to the API."),
+        **dag_defaults.confirm_param("the run re-sends changes to the API."),
         "keys": Param([], type="array", items={"type": "string"},
                       description="Idempotency keys to replay; empty replays every parked entry."),
         "max_attempts": dag_defaults.dlq_attempt_params()["max_attempts"],

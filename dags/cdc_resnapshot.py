@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from cdc_platform import dag_defaults
 
@@ -37,10 +37,7 @@ from cdc_alerting import WebhookAlertNotifier
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cdc", "debezium", "recovery"],
-    params={
-        "confirm": Param(False, type="boolean",
-                         description="Must be true: the run re-reads every captured table from PostgreSQL."),
-    },
+    params=dag_defaults.confirm_param("the run re-reads every captured table from PostgreSQL."),
     default_args=dag_defaults.default_args(
         # Every step can be re-run: stopping a stopped connector, resetting absent offsets,
         # dropping an absent slot and a sweep that finds nothing are no-ops.

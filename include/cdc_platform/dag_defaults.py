@@ -28,6 +28,14 @@ def deadline_after(minutes: int):
     )
 
 
+def confirm_param(consequence: str) -> dict:
+    """The ``confirm`` param of a manual DAG that acts on data; its task passes it to
+    ``orchestration.require_confirmation``, which fails the run while it is false."""
+    from airflow.sdk import Param
+
+    return {"confirm": Param(False, type="boolean", description=f"Must be true: {consequence}")}
+
+
 def dlq_attempt_params() -> dict:
     """The DLQ's retry rule as params (semantics.DLQ_MAX_ATTEMPTS, DLQ_BACKOFF_S)."""
     from airflow.sdk import Param

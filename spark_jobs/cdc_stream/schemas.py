@@ -79,12 +79,7 @@ KAFKA_SOURCE = T.StructType([
 # A source record as the transforms read it: Kafka's columns with text key and value, plus the
 # waiting room's bookkeeping (when it started waiting for its content, and whether it gave up).
 SOURCE_RECORD = T.StructType([
-    T.StructField("key", T.StringType()),
-    T.StructField("value", T.StringType()),
-    T.StructField("topic", T.StringType()),
-    T.StructField("partition", T.IntegerType()),
-    T.StructField("offset", T.LongType()),
-    T.StructField("timestamp", T.TimestampType()),
+    *(T.StructField(f.name, T.StringType()) if f.name in ("key", "value") else f for f in KAFKA_SOURCE.fields),
     T.StructField("pending_since_ms", T.LongType()),
     T.StructField("expired", T.BooleanType()),
 ])

@@ -32,8 +32,15 @@ OPS = ("c", "u", "d", "r")
 DELETE = "d"
 SNAPSHOT_READ = "r"
 
-SOURCE_COLUMNS = ("_src_topic", "_src_partition", "_src_offset", "_src_key", "_src_value", "_src_timestamp",
-                  "_src_pending_since_ms", "_src_expired")
+# The source record's columns, carried beside the change's own as ``_src_<name>``.
+_SOURCE_FIELDS = ("topic", "partition", "offset", "key", "value", "timestamp", "pending_since_ms", "expired")
+
+
+def _src(field: str) -> str:
+    return f"_src_{field}"
+
+
+SOURCE_COLUMNS = tuple(_src(field) for field in _SOURCE_FIELDS)
 _REASON = "_reason"
 # A _reason that is no rejection: the event waits for its content row (see classify_events).
 WAITING = "waiting"
@@ -155,14 +162,7 @@ def source_records(kafka_df: DataFrame) -> DataFrame:
 def _parse_envelope(kafka_df: DataFrame, envelope) -> DataFrame:
     """Non-tombstone rows with their Kafka origin, the parsed envelope ``_env`` and the row image ``_img``."""
     parsed = source_records(kafka_df).filter(F.col("value").isNotNull()).select(
-        F.col("topic").alias("_src_topic"),
-        F.col("partition").alias("_src_partition"),
-        F.col("offset").alias("_src_offset"),
-        F.col("key").alias("_src_key"),
-        F.col("value").alias("_src_value"),
-        F.col("timestamp").alias("_src_timestamp"),
-        F.col("pending_since_ms").alias("_src_pending_since_ms"),
-        F.col("expired").alias("_src_expired"),
+        *(F.col(field).alias(_src(field)) for field in _SOURCE_FIELDS)
     ).withColumn(
         "_env",
         F.from_json(F.col("_src_value"), envelope,
@@ -318,31 +318,20 @@ def change_columns() -> list[Column]:
     return [F.col(field.name).cast(field.dataType).alias(field.name) for field in schemas.CHANGE.fields]
 
 
+def _record_columns(schema, **sources: str) -> list[Column]:
+    """``schema``'s columns in its order, each the source record's column of its name unless
+    ``sources`` names another."""
+    return [F.col(sources.get(field.name, _src(field.name))).alias(field.name) for field in schema.fields]
+
+
 def quarantine_columns() -> list[Column]:
     """schemas.QUARANTINE: the original record and why it was rejected."""
-    return [
-        F.col("_src_topic").alias("topic"),
-        F.col("_src_partition").alias("partition"),
-        F.col("_src_offset").alias("offset"),
-        F.col("_src_key").alias("key"),
-        F.col("_src_value").alias("value"),
-        F.col(_REASON).alias("reason"),
-        F.col("_src_timestamp").alias("captured_at"),
-    ]
+    return _record_columns(schemas.QUARANTINE, reason=_REASON, captured_at=_src("timestamp"))
 
 
 def waiting_columns() -> list[Column]:
     """schemas.WAITING_RECORD: the original record and the content it waits for."""
-    return [
-        F.col("_src_key").alias("key"),
-        F.col("_src_value").alias("value"),
-        F.col("_src_topic").alias("topic"),
-        F.col("_src_partition").alias("partition"),
-        F.col("_src_offset").alias("offset"),
-        F.col("_src_timestamp").alias("timestamp"),
-        F.col("_src_pending_since_ms").alias("pending_since_ms"),
-        F.col("content_id"),
-    ]
+    return _record_columns(schemas.WAITING_RECORD, content_id="content_id")
 
 
 def process_events(kafka_df: DataFrame, content_lookup: DataFrame) -> EventBatch:

@@ -100,3 +100,27 @@ def test_each_deadline_alert_says_the_deadline_it_has(dagbag):
         for alert in (dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]):
             minutes = int(alert.interval.total_seconds() // 60)
             assert alert.callback.kwargs["expected"] == f"{minutes} minutes", dag.dag_id
+
+
+def test_the_manual_dags_that_act_on_data_wait_for_their_confirm_param(dagbag):
+    for dag_id in ("cdc_resnapshot", "cdc_dlq_replay_parked"):
+        params = dagbag.dags[dag_id].params
+        assert params["confirm"] is False, dag_id
+        assert params.get_param("confirm").schema["type"] == "boolean", dag_id
+        assert params.get_param("confirm").description.startswith("Must be true: "), dag_id
+
+
+RESNAPSHOT_STEPS = ("stop_connector", "reset_offsets", "drop_slot", "snapshot", "sweep_deleted_rows")
+PROVISION_INFRASTRUCTURE = ("postgres_schema", "kafka_topics", "cassandra_schema", "redis_check")
+
+
+@pytest.mark.parametrize("dag_id, tasks, edges", [
+    ("cdc_resnapshot", set(RESNAPSHOT_STEPS), set(zip(RESNAPSHOT_STEPS, RESNAPSHOT_STEPS[1:]))),
+    ("cdc_provision", {*PROVISION_INFRASTRUCTURE, "register_connector", "canary"},
+     {(step, "register_connector") for step in PROVISION_INFRASTRUCTURE} | {("register_connector", "canary")}),
+    ("cdc_dlq_replay_parked", {"replay_parked"}, set()),
+])
+def test_the_manual_dags_run_their_steps_in_order(dagbag, dag_id, tasks, edges):
+    dag = dagbag.dags[dag_id]
+    assert {task.task_id for task in dag.tasks} == tasks
+    assert {(task.task_id, down) for task in dag.tasks for down in task.downstream_task_ids} == edges

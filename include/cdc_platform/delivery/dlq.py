@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 import requests
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -374,6 +374,37 @@ def _read_backlog(consumer: Consumer, topic: str, limit: float,
     return messages, commits
 
 
+def _entry_limit(max_entries: int | None) -> float:
+    """How many messages a round reads at most: ``max_entries``, or the whole backlog."""
+    if max_entries is None:
+        return math.inf
+    if max_entries < 1:
+        raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+    return max_entries
+
+
+def _backlog_round(bootstrap: str, topic: str, group_id: str, limit: float, deadline: float,
+                   audit_log: Path | None | object, report: ReprocessReport | ReplayReport,
+                   write: Callable[[list[Message], DlqWriter], None]) -> bool:
+    """Read ``topic``'s backlog (``_read_backlog``), let ``write`` send what each message becomes,
+    and commit the offsets read only after Kafka acknowledged every write, so a failure anywhere
+    leaves the backlog for the next round. False when there was nothing to read."""
+    consumer = _consumer(bootstrap, group_id)
+    try:
+        messages, commits = _read_backlog(consumer, topic, limit, deadline)
+        report.consumed = len(messages)
+        if not messages:
+            return False
+        writer = DlqWriter(bootstrap, audit_log=audit_log)
+        write(messages, writer)
+        writer.flush()
+        consumer.commit(offsets=[TopicPartition(topic, p, off) for p, off in commits.items()],
+                        asynchronous=False)
+        return True
+    finally:
+        consumer.close()
+
+
 def _undecodable_entry(msg: Message, exc: Exception, now: datetime) -> DlqEntry:
     raw = msg.value()
     key = msg.key().decode(errors="replace") if msg.key() else f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
@@ -423,21 +454,13 @@ def reprocess(
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-    if max_entries is not None and max_entries < 1:
-        raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+    limit = _entry_limit(max_entries)
     now = _utc(now or datetime.now(timezone.utc))
     deadline = time.monotonic() + deadline_s
     ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
     report = ReprocessReport()
-    consumer = _consumer(bootstrap, group_id)
-    try:
-        limit = max_entries if max_entries is not None else math.inf
-        messages, commits = _read_backlog(consumer, dlq_topic, limit, deadline)
-        report.consumed = len(messages)
-        if not messages:
-            return report
-        writer = DlqWriter(bootstrap, audit_log=audit_log)
 
+    def deliver_due(messages: list[Message], writer: DlqWriter) -> None:
         def park(entry: DlqEntry) -> None:
             writer.send(parked_topic, entry)
             report.parked += 1
@@ -469,13 +492,9 @@ def reprocess(
                     writer.send(dlq_topic, updated)
                     report.requeued += 1
 
-        writer.flush()
-        consumer.commit(offsets=[TopicPartition(dlq_topic, p, off) for p, off in commits.items()],
-                        asynchronous=False)
+    if _backlog_round(bootstrap, dlq_topic, group_id, limit, deadline, audit_log, report, deliver_due):
         log.info("DLQ round over %s: %s", dlq_topic, report)
-        return report
-    finally:
-        consumer.close()
+    return report
 
 
 @dataclass
@@ -506,20 +525,13 @@ def replay_parked(
     to the parked topic again, byte for byte). None: every parked entry. An entry that cannot
     be decoded stays parked. Offsets are committed only after Kafka acknowledged every write.
     """
-    if max_entries is not None and max_entries < 1:
-        raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+    limit = _entry_limit(max_entries)
     wanted = None if keys is None else set(keys)
     now = _utc(now or datetime.now(timezone.utc))
     ensure_dlq_topics(bootstrap, dlq_topic, parked_topic)
     report = ReplayReport()
-    consumer = _consumer(bootstrap, group_id)
-    try:
-        limit = max_entries if max_entries is not None else math.inf
-        messages, commits = _read_backlog(consumer, parked_topic, limit, time.monotonic() + deadline_s)
-        report.consumed = len(messages)
-        if not messages:
-            return report
-        writer = DlqWriter(bootstrap, audit_log=audit_log)
+
+    def requeue_wanted(messages: list[Message], writer: DlqWriter) -> None:
         for msg in messages:
             try:
                 entry = DlqEntry.decode(msg.value())
@@ -534,10 +546,8 @@ def replay_parked(
             writer.send(dlq_topic, replace(entry, attempts=0, next_attempt_at=now))
             report.requeued += 1
             report.requeued_keys.append(entry.idempotency_key)
-        writer.flush()
-        consumer.commit(offsets=[TopicPartition(parked_topic, p, off) for p, off in commits.items()],
-                        asynchronous=False)
+
+    if _backlog_round(bootstrap, parked_topic, group_id, limit, time.monotonic() + deadline_s, audit_log, report,
+                      requeue_wanted):
         log.info("parked entries replayed from %s: %s", parked_topic, report)
-        return report
-    finally:
-        consumer.close()
+    return report

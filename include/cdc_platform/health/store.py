@@ -109,8 +109,23 @@ def _exists(conn) -> bool:
 
 def read_samples(conn, since: timedelta) -> list[dict]:
     """Samples newer than ``since`` ago, oldest first; [] before the first sample."""
+    return _samples(conn, since) if _exists(conn) else []
+
+
+def read_events(conn, kind: str, limit: int = 20) -> list[dict]:
+    """The newest events of a kind, newest first."""
+    return _events(conn, kind, limit) if _exists(conn) else []
+
+
+def read_history(conn, since: timedelta, events_per_kind: int = 20) -> tuple[list[dict], dict[str, list[dict]]]:
+    """What the page shows: the samples of ``read_samples`` and, per kind, the newest events of
+    ``read_events``; the tables are looked up once for all of them."""
     if not _exists(conn):
-        return []
+        return [], {kind: [] for kind in EVENT_KINDS}
+    return _samples(conn, since), {kind: _events(conn, kind, events_per_kind) for kind in EVENT_KINDS}
+
+
+def _samples(conn, since: timedelta) -> list[dict]:
     cutoff = datetime.now(timezone.utc) - since
     with conn.cursor() as cur:
         cur.execute(f"SELECT extract(epoch FROM sampled_at), dag_id, run_id, metrics, breaches FROM {SAMPLES} "
@@ -119,10 +134,7 @@ def read_samples(conn, since: timedelta) -> list[dict]:
                 for at, dag_id, run_id, metrics, breaches in cur.fetchall()]
 
 
-def read_events(conn, kind: str, limit: int = 20) -> list[dict]:
-    """The newest events of a kind, newest first."""
-    if not _exists(conn):
-        return []
+def _events(conn, kind: str, limit: int) -> list[dict]:
     with conn.cursor() as cur:
         cur.execute(f"SELECT extract(epoch FROM at), dag_id, run_id, severity, title, summary FROM {EVENTS} "
                     "WHERE kind = %s ORDER BY at DESC LIMIT %s", (kind, limit))

@@ -7,7 +7,9 @@ def base_url(http_conn_id: str) -> str:
     from airflow.providers.http.hooks.http import HttpHook
 
     hook = HttpHook(method="GET", http_conn_id=http_conn_id)
-    hook.get_conn().close()
+    # The provider's own rule, without the requests session get_conn() would build around it
+    # (apache-airflow-providers-http 6.3, pinned in requirements.txt).
+    hook._set_base_url(hook.get_connection(http_conn_id))
     return hook.base_url
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -16,11 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def postgres_schema(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
-    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
-    try:
+    with closing(PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()) as conn:
         created = provisioning.apply_postgres_schema(conn)
-    finally:
-        conn.close()
     log.info("postgres schema applied; created: %s", created)
     return created
 
@@ -65,10 +63,7 @@ def connector(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID,
 
 def canary(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID, kafka_conn_id: str = conn_ids.KAFKA_CONN_ID,
            timeout: float = 120) -> dict:
-    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
-    try:
+    with closing(PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()) as conn:
         seconds = provisioning.run_canary(conn, kafka_config(kafka_conn_id), timeout=timeout)
-    finally:
-        conn.close()
     log.info("canary change reached Kafka in %.2fs", seconds)
     return {"seconds": round(seconds, 3)}

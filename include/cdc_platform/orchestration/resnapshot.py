@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -31,11 +32,8 @@ def reset_offsets(kafka_connect_conn_id: str = conn_ids.KAFKA_CONNECT_CONN_ID) -
 
 
 def drop_slot(postgres_conn_id: str = conn_ids.POSTGRES_CONN_ID) -> dict:
-    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
-    try:
+    with closing(PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()) as conn:
         dropped = snapshot_recovery.drop_slot(conn)
-    finally:
-        conn.close()
     log.info("replication slot %s %s", names.REPLICATION_SLOT, "dropped" if dropped else "was already gone")
     return {"slot": names.REPLICATION_SLOT, "dropped": dropped}
 
@@ -66,12 +64,9 @@ def sweep_deleted_rows(kafka_conn_id: str = conn_ids.KAFKA_CONN_ID, postgres_con
         sink_rows = reconciliation.read_cassandra_rows(session)
     finally:
         cluster.shutdown()
-    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
-    try:
+    with closing(PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()) as conn:
         deleted = snapshot_recovery.rows_deleted_at_source(sink_rows, snapshot_recovery.source_event_ids(conn))
         position = snapshot_recovery.current_wal_position(conn)
-    finally:
-        conn.close()
     swept = snapshot_recovery.publish_sweep(bootstrap, sink_rows, deleted, position) if deleted else 0
     log.info("stream caught up after %.0fs; %d rows deleted at the source while no slot recorded it: %s",
              waited, swept, deleted[:50])

@@ -3,6 +3,7 @@ history, repair what is safe, alert on breaches."""
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -33,12 +34,9 @@ def check(thresholds: checks.Thresholds | None = None, checkpoint_root: str | Pa
     thresholds = thresholds or checks.Thresholds()
     metrics = checks.Metrics()
     checks.connector_metrics(KafkaConnectHook(kafka_connect_conn_id).get_conn(), metrics, auto_restart)
-    conn = PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()
-    try:
+    with closing(PostgresHook(postgres_conn_id=postgres_conn_id).get_conn()) as conn:
         checks.slot_metrics(conn, metrics)
         checks.schema_metrics(conn, metrics)
-    finally:
-        conn.close()
     client = redis_client(redis_conn_id)
     try:
         checks.redis_metrics(client, metrics)

@@ -42,6 +42,7 @@ def stream_task_state() -> dict | None:
     """The newest ``cdc_stream.run_stream`` task instance, from Airflow's metadata DB."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
     from sqlalchemy import select
 
     with create_session() as session:
@@ -52,7 +53,7 @@ def stream_task_state() -> dict | None:
             .limit(1)).first()
         if ti is None:
             return None
-        return {"state": str(ti.state.value if hasattr(ti.state, "value") else ti.state) if ti.state else None,
+        return {"state": TaskInstanceState(ti.state).value if ti.state else None,
                 "run_id": ti.run_id, "link": view.run_link(ti.dag_id, ti.run_id),
                 "started_at": ti.start_date.timestamp() if ti.start_date else None}
 
@@ -60,8 +61,7 @@ def stream_task_state() -> dict | None:
 def read_summary(hours: float) -> dict:
     conn = history_connection()
     try:
-        samples = store.read_samples(conn, timedelta(hours=hours))
-        events = {kind: store.read_events(conn, kind, limit=20) for kind in store.EVENT_KINDS}
+        samples, events = store.read_history(conn, timedelta(hours=hours))
     finally:
         conn.close()
     return view.summary(samples, events, time.time(), stream_task_state())

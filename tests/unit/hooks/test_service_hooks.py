@@ -53,11 +53,25 @@ def test_a_client_config_travels_to_another_process_whole_or_not_at_all():
     ({"host": "api.test", "port": 8090}, "http://api.test:8090"),
     ({"host": "api.test", "schema": "https"}, "https://api.test"),
     ({"host": "https://api.test/base"}, "https://api.test/base"),
+    # Extras configure the provider's session (headers, timeouts), never the address.
+    ({"host": "api.test", "port": 8443, "schema": "https", "extra": {"timeout": 3, "X-Team": "cdc"}},
+     "https://api.test:8443"),
 ])
 def test_http_base_urls_come_from_the_provider(monkeypatch, conn, url):
     conn_id = define(monkeypatch, "http_test", conn_type="http", password="tok", **conn)
     assert http.base_url(conn_id) == url
     assert http.base_url_and_token(conn_id) == (url, "tok")
+
+
+def test_a_base_url_is_read_without_opening_a_session(monkeypatch):
+    import airflow.providers.http.hooks.http as provider
+
+    def no_session():
+        raise AssertionError("base_url opened a requests session")
+
+    monkeypatch.setattr(provider, "Session", no_session)
+    conn_id = define(monkeypatch, "http_test", conn_type="http", host="api.test", port=8090)
+    assert http.base_url(conn_id) == "http://api.test:8090"
 
 
 def test_the_alert_webhook_is_the_base_url_plus_the_endpoint_extra(monkeypatch):
