@@ -20,6 +20,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "redis": 6379,
     "kafka": 9092,
     "kafka_controller": 9093,
+    # A second broker listener that requires a SASL/PLAIN login, so the stream's handling of a
+    # secured Kafka connection (cdc_stream.kafka_options) is tested against a real broker.
+    "kafka_sasl": 9094,
     "connect": 8083,
     "cassandra": 9042,
     "cassandra_storage": 7000,

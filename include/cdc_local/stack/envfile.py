@@ -18,6 +18,7 @@ from cdc_platform.cassandra_cluster import CASSANDRA_DRIVER_EXTRA
 from cdc_local.stack.config import StackConfig
 from cdc_local.stack.secrets import write_private
 from cdc_local.stack.services.postgres import ENGAGEMENT_DB, ENGAGEMENT_USER
+from cdc_local.stack.services.kafka import SASL_USER as KAFKA_SASL_USER
 
 AIRFLOW_ADMIN_USER = "admin"
 
@@ -50,6 +51,10 @@ def build(cfg: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "PG_DSN": (f"postgresql://{ENGAGEMENT_USER}:{quote(secrets['engagement_password'], safe='')}"
                    f"@{host}:{ports['postgres']}/{ENGAGEMENT_DB}"),
         "KAFKA_BOOTSTRAP": f"{host}:{ports['kafka']}",
+        # The listener that requires a login (tests of a secured Kafka connection).
+        "KAFKA_SASL_BOOTSTRAP": f"{host}:{ports['kafka_sasl']}",
+        "KAFKA_SASL_USER": KAFKA_SASL_USER,
+        "KAFKA_SASL_PASSWORD": secrets["kafka_sasl_password"],
         "CONNECT_URL": f"http://{host}:{ports['connect']}",
         "CASSANDRA_HOST": host,
         "CASSANDRA_PORT": str(ports["cassandra"]),

@@ -24,6 +24,7 @@ SECRET_NAMES = (
     "debezium_password",
     "cassandra_admin_password",
     "cassandra_sink_password",
+    "kafka_sasl_password",
 )
 
 

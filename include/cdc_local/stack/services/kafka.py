@@ -57,8 +57,26 @@ def logging_opts(cfg: StackConfig, name: str) -> list[str]:
     ]
 
 
+# The one user of the SASL listener (its password is the stack secret kafka_sasl_password).
+SASL_USER = "cdc_client"
+
+
+def sasl_listener_props(cfg: StackConfig, password: str) -> dict[str, str]:
+    """The SASL_PLAINTEXT listener's own settings: PLAIN logins checked against one user. The
+    PLAINTEXT listener stays the broker's and Connect's; only clients that ask for SASL use this.
+    The generated password is URL-safe, so it needs no escaping in JAAS nor in a .properties file."""
+    if not password.replace("-", "").replace("_", "").isalnum():
+        raise StackError("kafka_sasl_password must be URL-safe (it is written unescaped into a .properties file)")
+    return {
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{SASL_USER}="{password}";',
+    }
+
+
 def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
     port = cfg.ports["kafka"]
+    sasl_port = cfg.ports["kafka_sasl"]
     controller_port = cfg.ports["kafka_controller"]
     data_dir = cfg.data / "kafka"
     props_path = cfg.conf / "kafka-server.properties"
@@ -72,11 +90,13 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{cfg.host}:{controller_port}",
-            "listeners": f"PLAINTEXT://{cfg.host}:{port},CONTROLLER://{cfg.host}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{cfg.host}:{port}",
+            "listeners": f"PLAINTEXT://{cfg.host}:{port},CONTROLLER://{cfg.host}:{controller_port},"
+                         f"SASL_PLAINTEXT://{cfg.host}:{sasl_port}",
+            "advertised.listeners": f"PLAINTEXT://{cfg.host}:{port},SASL_PLAINTEXT://{cfg.host}:{sasl_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            **sasl_listener_props(cfg, secrets["kafka_sasl_password"]),
             "log.dirs": str(data_dir),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -120,7 +140,7 @@ def service(cfg: StackConfig, secrets: dict[str, str]) -> Service:
         command=java_command(cfg, cfg.heaps["kafka"], kafka_classpath(cfg), "kafka.Kafka", str(props_path),
                              jvm_opts=logging_opts(cfg, "kafka")),
         port=port,
-        extra_ports=(controller_port,),
+        extra_ports=(controller_port, sasl_port),
         ready=ready,
         ready_timeout=90,
         stopwaitsecs=60,
