@@ -383,7 +383,7 @@ def _entry_limit(max_entries: int | None) -> float:
     return max_entries
 
 
-def _backlog_round(bootstrap: str, topic: str, group_id: str, limit: float, deadline: float,
+def _backlog_round(bootstrap: KafkaSettings, topic: str, group_id: str, limit: float, deadline: float,
                    audit_log: Path | None | object, report: ReprocessReport | ReplayReport,
                    write: Callable[[list[Message], DlqWriter], None]) -> bool:
     """Read ``topic``'s backlog (``_read_backlog``), let ``write`` send what each message becomes,
