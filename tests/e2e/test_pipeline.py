@@ -212,10 +212,11 @@ def test_reconcile_finds_and_repairs_injected_drift(stream, stack_env):
     since = datetime.now(timezone.utc)
     run = pipeline_driver.run_dag(stream, "cdc_reconcile")
     assert run["state"] == "success"
-    # A scheduled run may have reached the drift first; the one that found it reports it.
+    # A scheduled run may have reached the drift first (one started before the injection can
+    # still read Redis after it); every run that ended after the injection is a candidate.
     reports = [xcom(stream, r, "reconcile_redis") for r in stream.runs("cdc_reconcile", limit=5)
-               if r["state"] == "success" and r.get("start_date")
-               and datetime.fromisoformat(r["start_date"]) >= since]
+               if r["state"] == "success" and r.get("end_date")
+               and datetime.fromisoformat(r["end_date"]) >= since]
     found = [r for r in reports if r["drift_total"] > 0]
     assert len(found) == 1, reports
     report = found[0]
