@@ -2,7 +2,7 @@
 
 ### cdc_stream
 Submits `spark_jobs/spark_cdc_multi_sink.py` with `spark-submit` against the `spark_default`
-connection (`local[8]` in the local stack; a `spark://`, `k8s://` or `yarn` master works by
+connection (`local[2]` in the local stack; a `spark://`, `k8s://` or `yarn` master works by
 changing only the connection). Kafka, Cassandra, Redis and REST API details come from their
 Airflow connections; secrets travel in the environment, not on the command line.
 

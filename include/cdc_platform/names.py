@@ -23,19 +23,20 @@ HEARTBEAT_TOPIC = f"__debezium-heartbeat.{TOPIC_PREFIX}"
 DLQ_TOPIC = f"{TOPIC_PREFIX}.dlq.rest_api"
 PARKED_TOPIC = f"{TOPIC_PREFIX}.dlq.parked"
 QUARANTINE_TOPIC = f"{TOPIC_PREFIX}.quarantine"
-# Written by the stream's core query: every change parsed, validated and enriched once, read by
-# one light query per sink; events waiting for their content row are parked in PENDING_TOPIC.
+# Written by the stream's core query: every change parsed, validated and enriched once (the change
+# log a sink that fell behind is caught up from); events waiting for their content row are parked
+# in PENDING_TOPIC.
 EVENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.event_changes"
 CONTENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.content_changes"
 PENDING_TOPIC = f"{TOPIC_PREFIX}.stream.pending_events"
 
-# The stream's queries: the content and core queries (Debezium topics -> normalized topics), then one
-# query per sink. Each keeps its Spark checkpoint under the checkpoint root in a directory of
-# its name, and its last batch report in STREAM_PROGRESS_DIR there.
+# The stream's queries: the core query (Debezium topics -> the change log and every live sink, in
+# one hop), and a catch-up query per sink that fell behind. Each keeps its Spark checkpoint under
+# the checkpoint root in a directory of its name, and its last batch report in STREAM_PROGRESS_DIR there.
 STREAM_SINKS = ("cassandra", "redis", "rest")
 # The Spark master of the local stack (the spark_default connection).
-EMBEDDED_SPARK_MASTER = "local[8]"
-STREAM_CONTENT_QUERY = "content"
+# Two task slots for two cores: the core batch's fan-out runs a Python worker per slot.
+EMBEDDED_SPARK_MASTER = "local[2]"
 STREAM_CORE_QUERY = "core"
 STREAM_PROGRESS_DIR = "_progress"  # under the checkpoint root: <query>.json, each query's last batch report
 
@@ -44,7 +45,9 @@ def sink_query(sink: str) -> str:
     return f"{sink}_sink"
 
 
-STREAM_QUERIES = (STREAM_CONTENT_QUERY, STREAM_CORE_QUERY, *(sink_query(sink) for sink in STREAM_SINKS))
+# The sink queries are catch-up queries: each runs only while its sink is behind the core
+# batches (cdc_platform.sink_ledger), and is reported as the core query the rest of the time.
+STREAM_QUERIES = (STREAM_CORE_QUERY, *(sink_query(sink) for sink in STREAM_SINKS))
 
 # Cassandra (history, the truth)
 CASSANDRA_KEYSPACE = "engagement"

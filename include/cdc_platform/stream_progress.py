@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from cdc_platform.health.checks import STREAM_QUERIES, latest_committed_offsets
+from cdc_platform.sink_ledger import query_checkpoint
 
 
 def stream_checkpoint_root(env) -> Path:
@@ -22,7 +23,7 @@ def stream_batches(env) -> dict[str, int]:
     root = stream_checkpoint_root(env)
     counts = {}
     for query in STREAM_QUERIES:
-        commits = root / query / "commits"
+        commits = query_checkpoint(root, query) / "commits"
         counts[query] = len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
     return counts
 
@@ -36,7 +37,7 @@ def queries_caught_up(env) -> dict[str, bool]:
     try:
         caught_up = {}
         for query in STREAM_QUERIES:
-            committed = latest_committed_offsets(stream_checkpoint_root(env) / query)
+            committed = latest_committed_offsets(query_checkpoint(stream_checkpoint_root(env), query))
             caught_up[query] = committed is not None and all(
                 offset >= consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
                 for topic, partitions in committed[0].items() for partition, offset in partitions.items())

@@ -50,8 +50,9 @@ class ContentCatalogue:
         )
         # Rejected content records are quarantined by the content query.
         changes, _rejected = transforms.parse_content(records)
-        # The plan to join with: Spark substitutes its cached data, refreshed by refresh().
-        self.frame = latest_content(changes)
+        # The plan to join with: Spark substitutes its cached data, refreshed by refresh(). One
+        # partition: every core batch broadcasts it, a job with a task per partition.
+        self.frame = latest_content(changes).coalesce(1)
         self._end_offsets: dict[int, int] | None = None
         self._consumer = None
         self.known_ids: frozenset[str] = frozenset()

@@ -34,6 +34,14 @@ STREAM_SPARK_CONF = {
     # query.stop() waits for the query's thread this long (the default, 0, waits forever)
     # and then raises, so a stop request always ends.
     "spark.sql.streaming.stopTimeout": "30000",
+    # A micro-batch's plan is small and its data a few thousand rows: adaptive execution would
+    # split each batch into a job per cached scan and per broadcast, each paying Spark's fixed
+    # cost of a job, for nothing to re-optimise.
+    "spark.sql.adaptive.enabled": "false",
+    # Every core batch broadcasts the content catalogue (a few KB) for its join. A broadcast
+    # writes into chunks of this size, allocated whole: at the default 4 MiB each batch made a
+    # humongous allocation on the driver's heap, and with it a young GC and a marking cycle.
+    "spark.broadcast.blockSize": "256k",
 }
 
 
@@ -73,6 +81,22 @@ class SinkSettings:
 
 
 @dataclass(frozen=True)
+class SinkBudget:
+    """How long a sink may take for one task's changes in a core batch before it is set behind
+    and caught up from the change log instead: a base, plus an allowance per change (so a live
+    sink keeps at least 1 / per_change_s changes/s per task)."""
+    base_s: float = 2.0
+    per_change_s: float = 0.001
+
+    def __post_init__(self) -> None:
+        if self.base_s <= 0 or self.per_change_s < 0:
+            raise ValueError(f"a sink budget needs base_s > 0 and per_change_s >= 0, got {self}")
+
+    def seconds(self, changes: int) -> float:
+        return self.base_s + self.per_change_s * changes
+
+
+@dataclass(frozen=True)
 class JobConfig:
     settings: SinkSettings
     checkpoint_root: str
@@ -86,6 +110,13 @@ class JobConfig:
     fail_on_data_loss: bool = True
     # How long an event waits for its content row before it is quarantined as unknown_content.
     max_content_wait_seconds: float = 900.0
+    sink_budget: SinkBudget = SinkBudget()
+    # The adaptive trigger: a core batch that applied fewer than quiet_batch_changes changes makes
+    # the next one start no sooner than quiet_trigger_seconds after it started. Each batch costs
+    # Spark about a tenth of a core-second whatever its size, so at a trickle the stream runs
+    # fewer, larger batches; under load batches follow each other at trigger_seconds.
+    quiet_trigger_seconds: float = 1.5
+    quiet_batch_changes: int = 200
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sinks) - set(SINKS))
@@ -95,6 +126,8 @@ class JobConfig:
             raise ValueError(f"sinks listed twice: {self.sinks}")
         if self.trigger_seconds < 0:
             raise ValueError("trigger_seconds must not be negative")
+        if self.quiet_trigger_seconds < 0 or self.quiet_batch_changes < 0:
+            raise ValueError("quiet_trigger_seconds and quiet_batch_changes must not be negative")
         if self.max_content_wait_seconds < 0:
             raise ValueError("max_content_wait_seconds must not be negative")
         # A setting Spark's Kafka client cannot take stops the job here, before any query starts.

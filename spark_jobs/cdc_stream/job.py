@@ -1,12 +1,15 @@
-"""The streaming job: a core query that processes each source record once, and one light
-query per sink that applies its output.
+"""The streaming job: one core query that processes each source record once and writes every
+change to every sink in the micro-batch that read it, and a catch-up query for each sink that
+fell behind.
 
-    Debezium topics --core--> event changes, content changes, quarantine, waiting room (Kafka)
-    event changes (+ content changes) --<sink>_sink--> Cassandra | Redis | REST
+    Debezium topics --core--> change log, quarantine, waiting room (Kafka)
+                         \---> Cassandra | Redis | REST   (the sinks the ledger has live)
+    change log --<sink>_sink--> the sink that is behind, until it rejoins the core batches
 
-Every query has its own checkpoint. The driver supervises them: a query that fails (its sink is
-down, say) is restarted alone with a growing backoff while the others keep going, and resumes
-from its checkpoint, so the sink catches up exactly once it is back.
+Every query has its own checkpoint; the ledger (cdc_platform.sink_ledger) says which sinks the
+core batches write. The driver supervises the queries: a query that fails is restarted alone
+with a growing backoff while the others keep going, and resumes from its checkpoint; a sink that
+fails in a core batch is caught up from the change log by its own query, then rejoins.
 """
 from __future__ import annotations
 
@@ -29,25 +32,19 @@ from typing import Any, Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
-from cdc_platform import names, semantics
+from cdc_platform import names
 from cdc_platform.cluster import DEFAULT_CASSANDRA_CONSISTENCY
 from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV, decode_client_config
 from cdc_stream.catalogue import ContentCatalogue
-from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkSettings, env_default
-from cdc_stream.core import (ContentBatch, CoreBatch, CoreReport, CoreTopics, RecordWriter, apply_counts,
-                             core_records, observed_counts)
+from cdc_platform.health.checks import latest_committed_offsets
+from cdc_stream.catchup import CatchUps, SinkLedger, log_topics
+from cdc_stream.config import SINKS, STREAM_SPARK_CONF, JobConfig, SinkBudget, SinkSettings, env_default
+from cdc_stream.core import CoreBatch, CoreTopics, QuietTrigger, core_records
+from cdc_stream.fanout import SINK_MODULES, FanoutPlan
 from cdc_stream.waiting_room import WaitingRoom
 
 log = logging.getLogger("cdc_stream")
 
-SINK_MODULES = {
-    "cassandra": "cdc_stream.cassandra_sink",
-    "redis": "cdc_stream.redis_sink",
-    "rest": "cdc_stream.rest_sink",
-}
-# Written records are batched briefly: one produce request per partition instead of one per record.
-CHANGE_PRODUCER_OPTIONS = {"linger.ms": "5", "batch.size": "262144",
-                           "max.request.size": str(semantics.MAX_MESSAGE_BYTES)}
 MAX_RESTART_BACKOFF_S = 60.0
 # After a stop request the driver gets this long beyond its stop timeout to exit on its own
 # (the JVM's shutdown hooks, the sinks' threads); then it exits hard. Nothing is lost by that:
@@ -152,12 +149,13 @@ class ReportedBatch:
         self.reports.put(self.query, batch_id, self.batch(batch_df, batch_id))
 
 
-def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> DataFrame:
+def read_topics(spark: SparkSession, config: JobConfig, topics: list[str],
+                starting_offsets: str | None = None) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .options(**config.kafka_options)
         .option("subscribe", ",".join(topics))
-        .option("startingOffsets", config.starting_offsets)
+        .option("startingOffsets", starting_offsets or config.starting_offsets)
         .option("failOnDataLoss", str(config.fail_on_data_loss).lower())
     )
     if config.max_offsets_per_trigger:
@@ -166,10 +164,6 @@ def read_topics(spark: SparkSession, config: JobConfig, topics: list[str]) -> Da
 
 
 def _start(df: DataFrame, query: str, function, config: JobConfig):
-    # Counted by Spark while the batch is written (see core.observed_counts); the supervisor
-    # reads the counts from the batch's progress.
-    if query == names.STREAM_CORE_QUERY:
-        df = df.observe(query, *observed_counts(core_topics(config)))
     return (
         df.writeStream.queryName(f"cdc-{query}")
         .foreachBatch(function)
@@ -202,15 +196,16 @@ def ensure_stream_topics(config: JobConfig) -> None:
         log.info("created stream topics %s", created)
 
 
-def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink],
-                   reports: BatchReports) -> dict[str, Callable]:
-    """One function per query that starts it; the core query reloads its waiting room each time,
-    so a restarted core query starts from exactly what Kafka holds."""
+def sink_ledger(config: JobConfig) -> SinkLedger:
+    topics = {sink: log_topics(sink, config.settings.event_changes_topic, config.settings.content_changes_topic)
+              for sink in config.sinks}
+    return SinkLedger(config.checkpoint_root, config.sinks, config.settings.kafka, topics)
 
-    def start_content():
-        writer = RecordWriter(config.kafka_options, core_topics(config), CHANGE_PRODUCER_OPTIONS)
-        return _start(read_topics(spark, config, [config.content_topic]), names.STREAM_CONTENT_QUERY,
-                      ReportedBatch(names.STREAM_CONTENT_QUERY, ContentBatch(writer), reports), config)
+
+def core_starter(spark: SparkSession, config: JobConfig, ledger: SinkLedger, reports: BatchReports,
+                 stopping: threading.Event) -> Callable:
+    """Starts the core query; it reloads its catalogue and waiting room each time, so a
+    restarted core query starts from exactly what Kafka holds."""
 
     def start_core():
         topics = core_topics(config)
@@ -218,24 +213,31 @@ def query_starters(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink
         catalogue.refresh()
         waiting = WaitingRoom(config.settings.kafka, config.pending_topic, config.max_content_wait_seconds)
         waiting.load()
-        writer = RecordWriter(config.kafka_options, topics, CHANGE_PRODUCER_OPTIONS)
+        plan = FanoutPlan(topics, config.settings, config.sinks, config.sink_budget)
+        quiet = QuietTrigger(config.quiet_trigger_seconds, config.quiet_batch_changes, stopping)
+        batch = CoreBatch(plan, catalogue, waiting, ledger, quiet)
         source = read_topics(spark, config, core_source_topics(config))
         return _start(core_records(source, catalogue.frame, topics), names.STREAM_CORE_QUERY,
-                      ReportedBatch(names.STREAM_CORE_QUERY, CoreBatch(writer, catalogue, waiting), reports), config)
+                      ReportedBatch(names.STREAM_CORE_QUERY, batch, reports), config)
 
-    def sink_starter(sink: Sink):
+    return start_core
+
+
+def catch_up_starter(spark: SparkSession, config: JobConfig, reports: BatchReports) -> Callable:
+    """``new_query(sink, starting_offsets)`` for CatchUps: the sink's query over its log topics."""
+
+    def new_query(sink_name: str, starting_offsets: str | None) -> "SupervisedQuery":
+        sink = load_sink(sink_name)
+        topics = log_topics(sink_name, config.settings.event_changes_topic, config.settings.content_changes_topic)
+        query = names.sink_query(sink_name)
+
         def start():
-            topics = [config.settings.event_changes_topic]
-            if sink.reads_content:
-                topics.append(config.settings.content_changes_topic)
-            return _start(read_topics(spark, config, topics), names.sink_query(sink.name),
+            return _start(read_topics(spark, config, topics, starting_offsets), query,
                           SinkProcessor(sink, config, reports), config)
-        return start
 
-    starters = {names.STREAM_CONTENT_QUERY: start_content, names.STREAM_CORE_QUERY: start_core}
-    for name, sink in sinks.items():
-        starters[names.sink_query(name)] = sink_starter(sink)
-    return starters
+        return SupervisedQuery(query, start, config, reports)
+
+    return new_query
 
 
 def error_digest(error: str, keep: int = 2000) -> str:
@@ -314,6 +316,11 @@ class SupervisedQuery:
         with Spark's own account (input rows, where the time went, the observed counts).
         True when a batch was published."""
         published = False
+        # One call when nothing ran since the last poll (the usual case at a trickle); the whole
+        # recent history only when there is something to publish.
+        last = self.query.lastProgress
+        if not last or (last.get("timestamp") or "") <= self.reported_trigger:
+            return False
         for progress in self.query.recentProgress:
             # An idle trigger reports the id of the batch that has not run yet, so progress is
             # told apart by when its trigger started, not by batch id.
@@ -325,9 +332,6 @@ class SupervisedQuery:
             report = self.reports.take(self.name, batch_id)
             if report is None and not progress.get("numInputRows"):
                 continue  # an idle trigger, not a batch: the last batch's report stays
-            observed = (progress.get("observedMetrics") or {}).get(self.name)
-            if isinstance(report, CoreReport) and observed:
-                apply_counts(report, observed.asDict() if hasattr(observed, "asDict") else dict(observed))
             report = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(report or {})
             self.quarantined_total.update(report.get("quarantined") or {})
             if "quarantined" in report:
@@ -365,9 +369,8 @@ class SupervisedQuery:
         self._report_progress()
 
 
-def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: float = 1.0,
-        stop_timeout_s: float = 120.0) -> int:
-    """Start the content and core queries and one query per sink; supervise them until SIGTERM/SIGINT."""
+def run(spark: SparkSession, config: JobConfig, poll_s: float = 1.0, stop_timeout_s: float = 120.0) -> int:
+    """Start the core query, and a catch-up query per sink that is behind; supervise them until SIGTERM/SIGINT."""
     stop = threading.Event()
 
     def request_stop(signum, _frame) -> None:
@@ -383,17 +386,23 @@ def run(spark: SparkSession, config: JobConfig, sinks: dict[str, Sink], poll_s: 
 
     ensure_stream_topics(config)
     reports = BatchReports()
-    queries = [SupervisedQuery(name, start, config, reports)
-               for name, start in query_starters(spark, config, sinks, reports).items()]
-    log.info("supervising queries %s; checkpoints under %s", [q.name for q in queries], config.checkpoint_root)
+    ledger = sink_ledger(config)
+    catch_ups = CatchUps(ledger, config.checkpoint, catch_up_starter(spark, config, reports),
+                         lambda path: latest_committed_offsets(path))
+    catch_ups.adopt_leftover_checkpoints()
+    core = SupervisedQuery(names.STREAM_CORE_QUERY, core_starter(spark, config, ledger, reports, stop), config,
+                           reports)
+    log.info("supervising the core query (sinks %s); checkpoints under %s; ledger %s", config.sinks,
+             config.checkpoint_root, {s: ledger.state(s).state for s in config.sinks})
     try:
         while not stop.is_set():
-            for query in queries:
-                query.poll(time.monotonic())
+            now = time.monotonic()
+            core.poll(now)
+            catch_ups.poll(now)
             stop.wait(poll_s)
         deadline = time.monotonic() + stop_timeout_s
-        for query in queries:
-            query.stop(deadline)
+        core.stop(deadline)
+        catch_ups.stop(deadline)
     except Exception as exc:
         if not stop.is_set():
             raise
@@ -474,7 +483,8 @@ def build_session(app_name: str, master: str | None) -> SparkSession:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spark_cdc_multi_sink.py",
-        description="CDC stream: Debezium topics -> clean/enrich once -> Cassandra, Redis, REST (a query per sink).",
+        description="CDC stream: Debezium topics -> clean/enrich once -> Cassandra, Redis, REST in the same micro-batch "
+                    "(a sink that falls behind is caught up from the change log by its own query).",
     )
     p.add_argument("--bootstrap", default=None,
                    help="Kafka bootstrap servers; without it, bootstrap.servers of the Kafka connection's "
@@ -508,6 +518,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-content-wait-seconds", type=float,
                    default=float(env_default("CDC_MAX_CONTENT_WAIT_SECONDS") or JobConfig.max_content_wait_seconds),
                    help="how long an event waits for its content row before it is quarantined as unknown_content")
+    p.add_argument("--quiet-trigger-seconds", type=float,
+                   default=float(env_default("CDC_QUIET_TRIGGER_SECONDS") or JobConfig.quiet_trigger_seconds),
+                   help="after a core batch of fewer than --quiet-batch-changes changes, the next one starts this "
+                        "long after it started, not --trigger-seconds (env CDC_QUIET_TRIGGER_SECONDS; 0: off)")
+    p.add_argument("--quiet-batch-changes", type=int, default=JobConfig.quiet_batch_changes,
+                   help="what counts as a small core batch for --quiet-trigger-seconds")
+    p.add_argument("--sink-budget-seconds", type=float,
+                   default=float(env_default("CDC_SINK_BUDGET_SECONDS") or SinkBudget.base_s),
+                   help="how long a sink may take for a task's changes in a core batch, plus "
+                        "--sink-budget-ms-per-change per change, before it is caught up from the change log "
+                        "instead (env CDC_SINK_BUDGET_SECONDS)")
+    p.add_argument("--sink-budget-ms-per-change", type=float,
+                   default=float(env_default("CDC_SINK_BUDGET_MS_PER_CHANGE") or SinkBudget.per_change_s * 1000),
+                   help="(env CDC_SINK_BUDGET_MS_PER_CHANGE)")
     p.add_argument("--events-topic", default=names.EVENTS_TOPIC)
     p.add_argument("--content-topic", default=names.CONTENT_TOPIC)
     p.add_argument("--quarantine-topic", default=names.QUARANTINE_TOPIC)
@@ -572,6 +596,9 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             max_offsets_per_trigger=args.max_offsets_per_trigger or None,
             pending_topic=args.pending_topic,
             max_content_wait_seconds=args.max_content_wait_seconds,
+            quiet_trigger_seconds=args.quiet_trigger_seconds,
+            quiet_batch_changes=args.quiet_batch_changes,
+            sink_budget=SinkBudget(args.sink_budget_seconds, args.sink_budget_ms_per_change / 1000),
         )
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
@@ -581,11 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
-    sinks = {sink: load_sink(sink) for sink in config.sinks}
+    for sink in config.sinks:
+        load_sink(sink)  # a sink that cannot be imported stops the job before Spark starts
     log.info("settings: %s", config)
     spark = build_session("cdc-multi-sink", args.master)
     try:
-        return run(spark, config, sinks)
+        return run(spark, config)
     finally:
         try:
             spark.stop()

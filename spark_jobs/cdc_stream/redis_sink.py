@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -55,25 +56,43 @@ def to_change(change: dict) -> Change:
                   device=change.get("device"), engagement_pct=None if pct is None else float(pct))
 
 
-def apply_partition(redis_url: str, records: Iterable[Any]) -> Iterator[ApplyStats]:
-    """Apply one partition's records (topic, value) and yield its stats (a single element).
-
-    A row that cannot become a Change is a contract breach upstream (the transforms
-    quarantine bad records): it is logged with its reason and counted, not applied.
-    """
+def write_changes(changes: Sequence[dict], contents: Sequence[dict], settings) -> ApplyStats:
+    """Apply decoded event changes (change_log.decode) through this process's client; content
+    changes do not touch the aggregates. A change that cannot become a Change is a contract
+    breach upstream (the transforms quarantine bad records): it is logged and counted, not applied."""
     rejected = 0
 
-    def changes() -> Iterator[Change]:
+    def to_changes() -> Iterator[Change]:
         nonlocal rejected
-        for _topic, value in records:
+        for change in changes:
             try:
-                yield to_change(change_log.decode(value))
+                yield to_change(change)
             except (ValueError, TypeError, KeyError) as exc:
                 rejected += 1
-                log.error("redis sink: rejected change %r: %s", value, exc)
+                log.error("redis sink: rejected change %r: %s", change, exc)
 
-    stats = apply_changes(client_for(redis_url), changes())
-    yield ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=rejected)
+    if not changes:
+        return ApplyStats()
+    stats = apply_changes(client_for(settings.redis_url), to_changes())
+    return ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=rejected)
+
+
+def apply_partition(redis_url: str, records: Iterable[Any]) -> Iterator[ApplyStats]:
+    """Apply one partition's normalized records (topic, value) and yield its stats (a single element)."""
+    changes, undecodable = [], 0
+    for _topic, value in records:
+        try:
+            changes.append(change_log.decode(value))
+        except ValueError as exc:
+            undecodable += 1
+            log.error("redis sink: rejected record %r: %s", value, exc)
+    stats = write_changes(changes, (), _UrlSettings(redis_url))
+    yield ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=stats.rejected + undecodable)
+
+
+@dataclass(frozen=True)
+class _UrlSettings:
+    redis_url: str
 
 
 def write_batch(records: "DataFrame", batch_id: int, settings) -> ApplyStats:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import requests
 from pyspark.sql import DataFrame, Row
@@ -136,59 +136,82 @@ def _writer(kafka: KafkaSettings) -> dlq.DlqWriter:
     return _WRITERS[key]
 
 
-def deliver_partition(records: Iterator, *, api_url: str, api_token: str, kafka: KafkaSettings, dlq_topic: str,
-                      parked_topic: str, timestamp_columns: tuple[str, ...]) -> Iterator[RestSinkStats]:
-    """Deliver one partition of normalized records (topic, value) in batches of BATCH_SIZE;
-    yields the partition's counts. ``kafka``: the connection's confluent-kafka client config."""
-    session, writer, breaker = _session(api_url), _writer(kafka), CircuitBreaker()
-    counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
-    chunk: list[DeliveryItem] = []
-    chunk_bytes = 0
+def _weight(change: dict) -> int:
+    """About a change's bytes on the wire: its payload, plus the other fields' share."""
+    payload = change.get("raw_payload")
+    return 400 + (len(payload) if isinstance(payload, str) else 0)
 
-    def send(items: list[DeliveryItem]) -> None:
-        result = deliver(session, api_url, api_token, items, batch_size=BATCH_SIZE, timeout=HTTP_TIMEOUT_S,
-                         policy=SINK_POLICY, breaker=breaker)
-        for entry in dlq.entries_from_failures(result.failed):
-            writer.send(dlq_topic, entry)
-        counts["delivered"] += len(result.delivered)
-        counts["dead_lettered"] += len(result.failed)
 
-    for _topic, value in records:
-        counts["rows"] += 1
+class _Delivery:
+    """Delivers decoded changes in batches of BATCH_SIZE (and BATCH_BYTES), sending what cannot be
+    delivered to the DLQ and what cannot be keyed or built to the parked topic."""
+
+    def __init__(self, *, api_url: str, api_token: str, kafka: KafkaSettings, dlq_topic: str, parked_topic: str,
+                 timestamp_columns: tuple[str, ...]):
+        self.api_url, self.api_token = api_url, api_token
+        self.dlq_topic, self.parked_topic = dlq_topic, parked_topic
+        self.timestamp_columns = timestamp_columns
+        self.session, self.writer, self.breaker = _session(api_url), _writer(kafka), CircuitBreaker()
+        self.counts = {"rows": 0, "delivered": 0, "dead_lettered": 0, "parked": 0}
+        self.chunk: list[DeliveryItem] = []
+        self.chunk_bytes = 0
+
+    def park(self, record: dict, error: str) -> None:
+        self.writer.send(self.parked_topic, _parked_entry(record, error))
+        self.counts["parked"] += 1
+
+    def add(self, record: dict, weight: int) -> None:
+        self.counts["rows"] += 1
         try:
-            record = change_log.decode(value)
-        except ValueError as exc:
-            record = {"undecodable_value": value.decode(errors="replace") if isinstance(value, bytes) else value}
-            writer.send(parked_topic, _parked_entry(record, f"not a normalized change ({exc}), cannot be delivered"))
-            counts["parked"] += 1
-            continue
-        try:
-            chunk.append(build_item(record, timestamp_columns))
+            self.chunk.append(build_item(record, self.timestamp_columns))
         except UnkeyedChange as exc:
-            writer.send(parked_topic, _parked_entry(record, f"{exc}: no idempotency key, cannot be delivered"))
-            counts["parked"] += 1
-            continue
+            self.park(record, f"{exc}: no idempotency key, cannot be delivered")
+            return
         except (ValueError, OverflowError, TypeError) as exc:
             # The stream quarantines such values before they get here; one that slipped through
             # (written by an older version) is parked with its reason instead of halting the sink.
-            writer.send(parked_topic, _parked_entry(record, f"cannot be built into an event: {exc!r}"))
-            counts["parked"] += 1
+            self.park(record, f"cannot be built into an event: {exc!r}")
+            return
+        self.chunk_bytes += weight
+        if len(self.chunk) >= BATCH_SIZE or self.chunk_bytes >= BATCH_BYTES:
+            self.send()
+
+    def send(self) -> None:
+        items, self.chunk, self.chunk_bytes = self.chunk, [], 0
+        if not items:
+            return
+        result = deliver(self.session, self.api_url, self.api_token, items, batch_size=BATCH_SIZE,
+                         timeout=HTTP_TIMEOUT_S, policy=SINK_POLICY, breaker=self.breaker)
+        for entry in dlq.entries_from_failures(result.failed):
+            self.writer.send(self.dlq_topic, entry)
+        self.counts["delivered"] += len(result.delivered)
+        self.counts["dead_lettered"] += len(result.failed)
+
+    def finish(self) -> RestSinkStats:
+        self.send()
+        self.writer.flush()
+        return RestSinkStats(**self.counts)
+
+
+def deliver_partition(records: Iterator, *, api_url: str, api_token: str, kafka: KafkaSettings, dlq_topic: str,
+                      parked_topic: str, timestamp_columns: tuple[str, ...]) -> Iterator[RestSinkStats]:
+    """Deliver one partition of normalized records (topic, value); yields the partition's counts.
+    ``kafka``: the connection's confluent-kafka client config."""
+    delivery = _Delivery(api_url=api_url, api_token=api_token, kafka=kafka, dlq_topic=dlq_topic,
+                         parked_topic=parked_topic, timestamp_columns=timestamp_columns)
+    for _topic, value in records:
+        try:
+            record = change_log.decode(value)
+        except ValueError as exc:
+            delivery.counts["rows"] += 1
+            delivery.park({"undecodable_value": value.decode(errors="replace") if isinstance(value, bytes) else value},
+                          f"not a normalized change ({exc}), cannot be delivered")
             continue
-        chunk_bytes += len(value or b"")
-        if len(chunk) >= BATCH_SIZE or chunk_bytes >= BATCH_BYTES:
-            send(chunk)
-            chunk, chunk_bytes = [], 0
-    if chunk:
-        send(chunk)
-    writer.flush()
-    yield RestSinkStats(**counts)
+        delivery.add(record, len(value or b""))
+    yield delivery.finish()
 
 
-def write_batch(records: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
-                parked_topic: str = names.PARKED_TOPIC) -> RestSinkStats:
-    """foreachBatch body of the REST sink: normalized records (topic, value). Reads
-    ``settings.api_url``, ``settings.api_token`` and ``settings.kafka`` (the Kafka connection's
-    client settings, for the DLQ)."""
+def _checked(settings, dlq_topic: str, parked_topic: str) -> tuple[str, str, KafkaSettings]:
     api_url, api_token, kafka = settings.api_url, settings.api_token, settings.kafka
     if not api_url or not api_token or not kafka:
         raise ValueError("the REST sink needs settings.api_url, settings.api_token and settings.kafka")
@@ -196,6 +219,27 @@ def write_batch(records: DataFrame, batch_id: int, settings, *, dlq_topic: str =
     if topics not in _ENSURED_TOPICS:
         dlq.ensure_dlq_topics(kafka, dlq_topic, parked_topic)
         _ENSURED_TOPICS.add(topics)
+    return api_url, api_token, kafka
+
+
+def write_changes(changes: Sequence[dict], contents: Sequence[dict], settings) -> RestSinkStats:
+    """Deliver decoded event changes (change_log.decode); the service takes no content changes."""
+    if not changes:
+        return RestSinkStats()
+    api_url, api_token, kafka = _checked(settings, settings.dlq_topic, settings.parked_topic)
+    delivery = _Delivery(api_url=api_url, api_token=api_token, kafka=kafka, dlq_topic=settings.dlq_topic,
+                         parked_topic=settings.parked_topic, timestamp_columns=TIMESTAMP_COLUMNS)
+    for change in changes:
+        delivery.add(change, _weight(change))
+    return delivery.finish()
+
+
+def write_batch(records: DataFrame, batch_id: int, settings, *, dlq_topic: str = names.DLQ_TOPIC,
+                parked_topic: str = names.PARKED_TOPIC) -> RestSinkStats:
+    """foreachBatch body of the REST sink: normalized records (topic, value). Reads
+    ``settings.api_url``, ``settings.api_token`` and ``settings.kafka`` (the Kafka connection's
+    client settings, for the DLQ)."""
+    api_url, api_token, kafka = _checked(settings, dlq_topic, parked_topic)
     run = functools.partial(deliver_partition, api_url=api_url, api_token=api_token, kafka=kafka,
                             dlq_topic=dlq_topic, parked_topic=parked_topic, timestamp_columns=TIMESTAMP_COLUMNS)
     stats = sum(records.select("topic", "value").rdd.mapPartitions(run).collect(), RestSinkStats())

@@ -53,7 +53,7 @@ class WaitingEvent:
         since = fields.get("pending_since_ms")
         return cls(key=fields.get("key"), value=fields["value"], topic=fields["topic"],
                    partition=fields["partition"], offset=fields["offset"], timestamp_ms=fields.get("timestamp_ms"),
-                   pending_since_ms=parked_at_ms if since is None else since, content_id=fields["content_id"])
+                   pending_since_ms=parked_at_ms if since is None else since, content_id=fields.get("content_id"))
 
 
 class WaitingRoom:

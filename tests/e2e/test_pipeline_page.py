@@ -14,6 +14,7 @@ from playwright.sync_api import FrameLocator, Page, expect
 
 from cdc_local import pipeline_driver
 from cdc_platform import names, stream_progress
+from cdc_platform.sink_ledger import query_checkpoint
 from cdc_platform.health import checks as health_checks
 from cdc_platform.health import view
 from cdc_platform.connect_rest_client import KafkaConnectClient
@@ -74,7 +75,8 @@ def refresh(frame: FrameLocator) -> None:
 
 
 def committed_messages(stack_env, query: str) -> int:
-    committed = health_checks.latest_committed_offsets(stream_progress.stream_checkpoint_root(stack_env) / query)
+    committed = health_checks.latest_committed_offsets(
+        query_checkpoint(stream_progress.stream_checkpoint_root(stack_env), query))
     return 0 if committed is None else sum(o for partitions in committed[0].values() for o in partitions.values())
 
 

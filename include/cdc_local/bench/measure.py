@@ -33,7 +33,9 @@ def committed(root: Path, query: str):
     from cdc_platform.health.checks import latest_committed_offsets
 
     try:
-        return latest_committed_offsets(root / query)
+        from cdc_platform.sink_ledger import query_checkpoint
+
+        return latest_committed_offsets(query_checkpoint(root, query))
     except (OSError, ValueError):
         return None  # a batch being written while we read: next poll
 
@@ -42,7 +44,9 @@ def first_reaching_commit(root: Path, query: str, ends: logic.Offsets, max_batch
     """mtime of the earliest committed batch, among the newest ones, whose offsets reach ``ends``."""
     from cdc_platform.health.checks import parse_offsets_file
 
-    checkpoint = root / query
+    from cdc_platform.sink_ledger import query_checkpoint
+
+    checkpoint = query_checkpoint(root, query)
     try:
         batches = sorted((int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()), reverse=True)
         earliest = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cdc_platform import names
 from cdc_platform.kafka_clients import client_config
+from cdc_platform.sink_ledger import query_checkpoint
 
 STREAM_QUERIES = names.STREAM_QUERIES
 
@@ -187,10 +188,10 @@ def _first_meaningful_line(error: str, limit: int = 300) -> str:
 
 
 def core_metrics(checkpoint_root: Path, metrics: Metrics, now: float | None = None) -> None:
-    """The waiting room, and the quarantine totals since the stream started, from the last batch
-    reports of the content and core queries."""
+    """The waiting room, and the quarantine totals since the stream started, from the core query's
+    last batch report."""
     totals: dict[str, int] = {}
-    for query in (names.STREAM_CONTENT_QUERY, names.STREAM_CORE_QUERY):
+    for query in (names.STREAM_CORE_QUERY,):
         for reason, count in ((read_progress(checkpoint_root, query) or {}).get("quarantined_total") or {}).items():
             totals[reason] = totals.get(reason, 0) + count
     metrics.quarantined_total = totals
@@ -300,7 +301,7 @@ def stream_metrics(bootstrap: str, checkpoint_root: Path, metrics: Metrics, now:
     oldest_unapplied_ms: int | None = None
     try:
         for query in queries:
-            committed = latest_committed_offsets(checkpoint_root / query)
+            committed = latest_committed_offsets(query_checkpoint(checkpoint_root, query))
             if committed is None:
                 metrics.sink_lag_messages[query] = None
                 metrics.sink_lag_seconds[query] = None

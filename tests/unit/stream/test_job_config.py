@@ -92,8 +92,7 @@ def test_a_kafka_connection_the_stream_cannot_honour_stops_it_by_name(stack_envi
 def test_each_query_has_its_own_checkpoint(stack_environment):
     cfg = config(["--checkpoint-root", "/data/ckpt/"])
     paths = {cfg.checkpoint(query) for query in names.STREAM_QUERIES}
-    assert paths == {"/data/ckpt/content", "/data/ckpt/core", "/data/ckpt/cassandra_sink", "/data/ckpt/redis_sink",
-                     "/data/ckpt/rest_sink"}
+    assert paths == {"/data/ckpt/core", "/data/ckpt/cassandra_sink", "/data/ckpt/redis_sink", "/data/ckpt/rest_sink"}
 
 
 def test_secrets_stay_out_of_the_logged_settings(stack_environment):

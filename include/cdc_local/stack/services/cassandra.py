@@ -108,6 +108,12 @@ memtable_heap_space: 96MiB
 memtable_offheap_space: 96MiB
 key_cache_size: 16MiB
 counter_cache_size: 0MiB
+# The stream's sink writes unlogged batches of up to 50 rows and 48 KiB (cdc_stream.cassandra_sink),
+# each spanning many partitions of the one node: above the defaults' warnings (5 KiB, 10 partitions),
+# which would log on every batch.
+batch_size_warn_threshold: 64KiB
+batch_size_fail_threshold: 256KiB
+unlogged_batch_across_partitions_warn_threshold: 100
 # Test keyspaces are dropped often; snapshots on drop would only fill the disk.
 auto_snapshot: false
 """)
