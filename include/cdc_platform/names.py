@@ -29,6 +29,9 @@ QUARANTINE_TOPIC = f"{TOPIC_PREFIX}.quarantine"
 EVENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.event_changes"
 CONTENT_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.content_changes"
 PENDING_TOPIC = f"{TOPIC_PREFIX}.stream.pending_events"
+# Normalized changes the platform's own repairs make (the cdc_resnapshot sweep's deletes): the core
+# query reads it with the Debezium topics and writes each change to every sink and the change log.
+REPAIR_CHANGES_TOPIC = f"{TOPIC_PREFIX}.stream.repair_changes"
 
 # The stream's queries: the core query (Debezium topics -> the change log and every live sink, in
 # one hop), and a catch-up query per sink that fell behind. Each keeps its Spark checkpoint under

@@ -54,9 +54,11 @@ TOPICS = (
 
 
 def stream_topics(event_changes: str = names.EVENT_CHANGES_TOPIC, content_changes: str = names.CONTENT_CHANGES_TOPIC,
-                  pending: str = names.PENDING_TOPIC) -> tuple[TopicSpec, ...]:
-    """The topics the stream's core query writes; the stream creates them itself when missing."""
+                  pending: str = names.PENDING_TOPIC, repairs: str = names.REPAIR_CHANGES_TOPIC) -> tuple[TopicSpec, ...]:
+    """The topics the stream's core query writes (and the repairs topic it reads); the stream
+    creates them itself when missing."""
     return (
+        TopicSpec(repairs, 1, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
         # Keyed by row id, as the source topic, so a sink query reads each row's changes in order.
         TopicSpec(event_changes, None, {"retention.ms": WEEK_MS, "cleanup.policy": "delete"}),
         TopicSpec(content_changes, 1, {"retention.ms": "-1", "cleanup.policy": "delete"}),

@@ -10,8 +10,8 @@ The ``cdc_resnapshot`` DAG runs these steps in order; each can be re-run:
    slot exports, so the snapshot and the stream meet exactly (nothing missed, nothing twice);
 4. resume, and wait until the snapshot is done and Debezium streams again;
 5. once the stream has caught up, sweep: rows the sinks hold that PostgreSQL no longer has were
-   deleted while no slot recorded it. Each gets a delete on the stream's normalized change
-   topic, which every sink applies as it applies any delete.
+   deleted while no slot recorded it. Each gets a delete on the stream's repairs topic, a
+   normalized change that the core query writes to every sink as it writes any delete.
 
 Snapshot rows reach the sinks as reads (``op`` r) at the new slot's position, above every
 position the sinks hold, so they overwrite what changed meanwhile; the REST service receives
@@ -112,7 +112,7 @@ def sweep_change(row: Row, position: int, now_ms: int) -> dict:
 
 
 def publish_sweep(bootstrap: str, sink_rows: Mapping[int, Row], deleted: list[int], position: int,
-                  topic: str = names.EVENT_CHANGES_TOPIC) -> int:
+                  topic: str = names.REPAIR_CHANGES_TOPIC) -> int:
     from confluent_kafka import Producer
 
     producer = Producer(client_config(bootstrap, {"acks": "all", "enable.idempotence": True,

@@ -40,32 +40,36 @@ def change_records(changes: DataFrame, topic: str) -> DataFrame:
 
 
 def event_records(classified: DataFrame, *, changes_topic: str, quarantine_topic: str,
-                  pending_topic: str, passed_topic: str | None = None) -> DataFrame:
+                  pending_topic: str, passed_topic: str | None = None,
+                  repairs_topic: str | None = None) -> DataFrame:
     """Each row of ``transforms.classify_events`` as one record of the topic it belongs to: a
     change (schemas.CHANGE, keyed by row id), a quarantined record (keyed by its source key) or
     a waiting event (keyed by its source record, for the compacted waiting room).
 
     A record of ``passed_topic`` (another source topic read by the same query) is no event: it
     passes as its source record (the waiting room's JSON), under its own topic name, for the
-    caller to process with that topic's transforms."""
+    caller to process with that topic's transforms. A record of ``repairs_topic`` is a normalized
+    change already (the platform's own repairs write them): it passes as a change, as it is."""
     change, waiting = transforms.is_change(), transforms.is_waiting()
     passed = F.col("_src_topic") == F.lit(passed_topic) if passed_topic else F.lit(False)
+    repair = F.col("_src_topic") == F.lit(repairs_topic) if repairs_topic else F.lit(False)
     record_id = F.concat_ws("/", F.col("_src_topic"), F.col("_src_partition").cast("string"),
                             F.col("_src_offset").cast("string"))
     names = (field.name for field in schemas.WAITING_RECORD.fields)
     waiting_fields = [F.unix_millis(c).alias("timestamp_ms") if name == "timestamp" else c
                       for name, c in zip(names, transforms.waiting_columns())]
     source_record = F.to_json(F.struct(*waiting_fields))
+    as_is = passed | repair
     return classified.select(
-        F.when(passed, F.col("_src_topic")).when(change, F.lit(changes_topic)).when(waiting, F.lit(pending_topic))
-        .otherwise(F.lit(quarantine_topic)).alias("topic"),
-        F.when(passed, record_id).when(change, F.col("id").cast("string")).when(waiting, record_id)
-        .otherwise(F.col("_src_key")).alias("key"),
-        F.when(passed, source_record).when(change, change_value())
+        F.when(passed, F.col("_src_topic")).when(repair | change, F.lit(changes_topic))
+        .when(waiting, F.lit(pending_topic)).otherwise(F.lit(quarantine_topic)).alias("topic"),
+        F.when(passed, record_id).when(repair, F.col("_src_key")).when(change, F.col("id").cast("string"))
+        .when(waiting, record_id).otherwise(F.col("_src_key")).alias("key"),
+        F.when(passed, source_record).when(repair, F.col("_src_value")).when(change, change_value())
         .when(waiting, source_record)
         .otherwise(F.to_json(F.struct(*transforms.quarantine_columns()))).alias("value"),
-        F.when(~passed & transforms.is_quarantined(), F.col("_reason")).alias("reason"),
-        F.when(~passed & change, F.col("position")).alias("position"),
+        F.when(~as_is & transforms.is_quarantined(), F.col("_reason")).alias("reason"),
+        F.when(~as_is & change, F.col("position")).alias("position"),
     )
 
 

@@ -104,6 +104,7 @@ class JobConfig:
     events_topic: str = names.EVENTS_TOPIC
     content_topic: str = names.CONTENT_TOPIC
     pending_topic: str = names.PENDING_TOPIC
+    repair_topic: str = names.REPAIR_CHANGES_TOPIC
     trigger_seconds: float = 0.5
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = 50_000

@@ -43,6 +43,8 @@ class CoreTopics:
     content_changes: str
     quarantine: str
     pending: str
+    # Normalized changes written by the platform's repairs: they pass as event changes.
+    repairs: str | None = None
 
 
 @dataclass
@@ -71,13 +73,14 @@ class CoreReport:
 def core_records(source: DataFrame, content_lookup: DataFrame, topics: CoreTopics) -> DataFrame:
     """Source records (Kafka source columns or schemas.SOURCE_RECORD; streaming or not) -> the
     records the core query writes (change_log.OUTPUT_COLUMNS). Records of the content topic pass
-    as their source record, under the content topic's name (``content_records`` processes them).
+    as their source record, under the content topic's name (``content_records`` processes them);
+    those of the repairs topic, normalized changes already, pass as event changes.
     One pass, so a streaming plan built from it reads its Kafka source once: a second branch for
     the content topic would read every record of the batch again, through a Kafka consumer of its own."""
     classified = transforms.classify_events(source, content_lookup)
     return change_log.event_records(classified, changes_topic=topics.event_changes,
                                     quarantine_topic=topics.quarantine, pending_topic=topics.pending,
-                                    passed_topic=topics.content)
+                                    passed_topic=topics.content, repairs_topic=topics.repairs)
 
 
 def content_records(content: DataFrame, topics: CoreTopics) -> DataFrame:

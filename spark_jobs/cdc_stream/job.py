@@ -176,14 +176,16 @@ def _start(df: DataFrame, query: str, function, config: JobConfig):
 def core_topics(config: JobConfig) -> CoreTopics:
     return CoreTopics(events=config.events_topic, content=config.content_topic,
                       event_changes=config.settings.event_changes_topic, content_changes=config.settings.content_changes_topic,
-                      quarantine=config.settings.quarantine_topic, pending=config.pending_topic)
+                      quarantine=config.settings.quarantine_topic, pending=config.pending_topic,
+                      repairs=config.repair_topic)
 
 
 def core_source_topics(config: JobConfig) -> list[str]:
     """The events topic, plus the content topic: a new content row starts a core micro-batch even
-    when no event arrives, so the events waiting for it are released at once. (A wait that
+    when no event arrives, so the events waiting for it are released at once; and the repairs
+    topic, whose normalized changes go to every sink like any other change. (A wait that
     expires while nothing arrives is quarantined with the next batch.)"""
-    return [config.events_topic, config.content_topic]
+    return [config.events_topic, config.content_topic, config.repair_topic]
 
 
 def ensure_stream_topics(config: JobConfig) -> None:
@@ -191,7 +193,8 @@ def ensure_stream_topics(config: JobConfig) -> None:
     from cdc_platform.provisioning import create_topics, stream_topics
 
     created = create_topics(config.settings.kafka, stream_topics(
-        config.settings.event_changes_topic, config.settings.content_changes_topic, config.pending_topic))
+        config.settings.event_changes_topic, config.settings.content_changes_topic, config.pending_topic,
+        config.repair_topic))
     if created:
         log.info("created stream topics %s", created)
 
@@ -538,6 +541,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--event-changes-topic", default=names.EVENT_CHANGES_TOPIC)
     p.add_argument("--content-changes-topic", default=names.CONTENT_CHANGES_TOPIC)
     p.add_argument("--pending-topic", default=names.PENDING_TOPIC, help="the waiting room of events without content")
+    p.add_argument("--repair-topic", default=names.REPAIR_CHANGES_TOPIC,
+                   help="normalized changes of the platform's repairs (cdc_resnapshot's sweep), applied like any change")
     p.add_argument("--dlq-topic", default=names.DLQ_TOPIC)
     p.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
     p.add_argument("--log-level", default=env_default("CDC_LOG_LEVEL", "INFO"))
@@ -595,6 +600,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
             starting_offsets=args.starting_offsets,
             max_offsets_per_trigger=args.max_offsets_per_trigger or None,
             pending_topic=args.pending_topic,
+            repair_topic=args.repair_topic,
             max_content_wait_seconds=args.max_content_wait_seconds,
             quiet_trigger_seconds=args.quiet_trigger_seconds,
             quiet_batch_changes=args.quiet_batch_changes,

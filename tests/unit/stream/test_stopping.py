@@ -129,6 +129,10 @@ class FakeQuery:
         self.recentProgress: list[dict] = []
         self.name = "core"
 
+    @property
+    def lastProgress(self) -> dict | None:
+        return self.recentProgress[-1] if self.recentProgress else None
+
     def exception(self):
         return self._error
 
