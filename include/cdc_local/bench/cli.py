@@ -11,11 +11,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cdc_platform import names
+
 import cdc_local.bench as package
 from cdc_local.bench import logic
 
-PHASES = ("capture", "backlog", "steps", "freshness", "footprint")
+# In the order they run: trickle first (its idle baseline serves the later phases' Spark CPU
+# figures), ceiling last (it stops and restarts the stream).
+PHASES = ("trickle", "capture", "backlog", "steps", "freshness", "ceiling", "footprint")
+SINKS = tuple(names.STREAM_SINKS)
+CEILING_STREAM_MODES = ("stop", "running")
 REPO_ROOT = Path(__file__).resolve().parents[3]
+SINK_QUERIES = {sink: names.sink_query(sink) for sink in SINKS}
 
 
 def parse_phases(text: str) -> list[str]:
@@ -27,6 +34,32 @@ def parse_phases(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown phase(s) {', '.join(unknown) or '(none)'}; "
                                          f"choose from {', '.join(PHASES)} or all")
     return [p for p in PHASES if p in chosen]
+
+
+def parse_sinks(text: str) -> list[str]:
+    """'rest,cassandra' -> ['cassandra', 'rest'] (the stream's order); 'all' or 'none'."""
+    chosen = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if chosen == ["all"]:
+        return list(SINKS)
+    if chosen == ["none"]:
+        return []
+    unknown = [p for p in chosen if p not in SINKS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown sink(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(SINKS)}, all or none")
+    return [s for s in SINKS if s in chosen]
+
+
+def positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+    return parse
 
 
 def parse_rates(text: str) -> list[float]:
@@ -54,8 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phases", type=parse_phases, default=list(PHASES),
                    help=f"comma-separated, from {','.join(PHASES)} (default: all)")
-    g = p.add_argument_group("capture and backlog")
-    g.add_argument("--changes", type=int, default=100_000, help="changes in the backlog load (default 100000)")
+    g = p.add_argument_group("trickle")
+    g.add_argument("--trickle-rate", type=positive(float), default=20, help="changes/s of the steady load (default 20)")
+    g.add_argument("--trickle-seconds", type=positive(float), default=60, help="seconds of the steady load (default 60)")
+    g.add_argument("--idle-seconds", type=positive(float), default=10,
+                   help="seconds of the idle baseline before it (default 10)")
+    g = p.add_argument_group("capture, backlog and ceiling")
+    g.add_argument("--changes", type=positive(int), default=100_000,
+                   help="changes in the backlog load and in the ceiling (default 100000)")
     g.add_argument("--tx-size", type=int, default=500, help="changes per transaction of the backlog load (default 500)")
     g.add_argument("--sample-interval", type=float, default=0.5,
                    help="seconds between end-offset samples of the source topics (default 0.5)")
@@ -69,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=float, default=15, help="seconds of each step before measuring (default 15)")
     g.add_argument("--lag-interval", type=float, default=3, help="seconds between lag samples (default 3)")
     g.add_argument("--keep-going", action="store_true", help="run every listed step even after one is not held")
+    g = p.add_argument_group("ceiling")
+    g.add_argument("--ceiling-sinks", type=parse_sinks, default=list(SINKS),
+                   help=f"sinks whose writer is measured alone, from {','.join(SINKS)}, all or none (default all; "
+                        "the REST service keeps the events it is sent)")
+    g.add_argument("--ceiling-stream", choices=CEILING_STREAM_MODES, default="stop",
+                   help="stop: stop the stream for Debezium's capture alone and the sinks' writers, restart it "
+                        "after (default); running: measure with the stream running (and say so)")
+    g.add_argument("--ceiling-batch", type=int, default=50_000,
+                   help="changes per write_changes call (default 50000, the stream's max offsets per trigger; 0: one call)")
     g = p.add_argument_group("freshness")
     g.add_argument("--freshness-rate", type=float, default=1000, help="inserts/s (default 1000)")
     g.add_argument("--freshness-seconds", type=float, default=60, help="seconds of load (default 60)")
@@ -77,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--footprint-seconds", type=float, default=60, help="seconds of its own load (default 60)")
     g = p.add_argument_group("general")
     g.add_argument("--seed", type=int, default=99, help="seed of the generated rows (default 99)")
+    g.add_argument("--cpu-interval", type=positive(float), default=1.0,
+                   help="seconds between CPU samples of the process trees (default 1)")
     g.add_argument("--tick-ms", type=float, default=10,
                    help="shortest interval between the generator's transactions (default 10)")
     g.add_argument("--drain-timeout", type=float, default=1200,
@@ -122,9 +172,49 @@ def header(argv: list[str], args: argparse.Namespace) -> dict:
     }
 
 
+def _spark(f: dict | None) -> str:
+    """' Spark 1.23 ms/change' (and above idle) from a phase's spark_cpu figures, or ''."""
+    if not f or f.get("ms_per_change") is None:
+        return ""
+    text = f"Spark {f['ms_per_change']:.2f} ms/change"
+    if f.get("ms_per_change_above_idle") is not None:
+        text += f" ({f['ms_per_change_above_idle']:.2f} above idle)"
+    return text
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def headline_lines(h: dict | None) -> list[str]:
+    if not h:
+        return []
+    stream = h.get("capture_alone_stream") or "?"
+    lines = [f"headline    pipeline (backlog) {_rate(h['pipeline_changes_per_s'])} changes/s / Debezium capture alone "
+             f"{_rate(h['capture_alone_changes_per_s'])} changes/s (stream {stream.split(' (')[0]}) = "
+             f"{h['pipeline_over_capture_alone'] if h['pipeline_over_capture_alone'] is not None else '-'}"]
+    for sink, f in h["sinks"].items():
+        lines.append(f"headline    pipeline (backlog) {_rate(h['pipeline_changes_per_s'])} / {sink} writer ceiling "
+                     f"{_rate(f['ceiling_changes_per_s'])} changes/s = "
+                     f"{f['pipeline_over_ceiling'] if f['pipeline_over_ceiling'] is not None else '-'}; "
+                     f"its query {_rate(f['query_changes_per_s'])} / ceiling = "
+                     f"{f['query_over_ceiling'] if f['query_over_ceiling'] is not None else '-'}")
+    if h.get("backlog_changes") and h.get("ceiling_changes") and h["backlog_changes"] != h["ceiling_changes"]:
+        lines.append(f"headline    note: backlog of {h['backlog_changes']:,} changes, ceiling of {h['ceiling_changes']:,}")
+    return lines
+
+
 def summary_lines(result: dict) -> list[str]:
     phases = result.get("phases", {})
     lines = []
+    trickle = phases.get("trickle")
+    if trickle:
+        idle, busy, f = trickle["idle"], trickle["trickle"], trickle["spark_cpu"]
+        spark = logic.SPARK_GROUP
+        lines.append(f"trickle     {trickle['rate']:,.0f} changes/s for {trickle['seconds']:.0f}s: Spark "
+                     f"{(busy['groups'].get(spark) or {}).get('cores', 0):.2f} cores, machine {busy['machine_cores']} "
+                     f"cores; idle: Spark {(idle['groups'].get(spark) or {}).get('cores', 0):.2f} cores, "
+                     f"machine {idle['machine_cores']} cores; {_spark(f) or 'Spark ms/change not measured'}")
     capture = phases.get("capture")
     if capture:
         lines.append(f"capture     {capture['changes_per_s']:,.0f} changes/s into Kafka "
@@ -133,12 +223,16 @@ def summary_lines(result: dict) -> list[str]:
     if backlog:
         per_query = ", ".join(f"{q} {f['changes_per_s']:,.0f}/s" if f["changes_per_s"] else f"{q} -"
                               for q, f in backlog["queries"].items())
+        spark = _spark(backlog.get("spark_cpu"))
         lines.append(f"backlog     {backlog['changes']:,} changes: {per_query}; pipeline "
-                     f"{backlog['pipeline_changes_per_s']} changes/s = {backlog['ratio_to_capture']} x capture")
+                     f"{backlog['pipeline_changes_per_s']} changes/s = {backlog['ratio_to_capture']} x capture"
+                     + (f"; {spark}" if spark else ""))
     steps = phases.get("steps")
     if steps:
         word = {True: "held", False: "not held", None: "generator-limited"}
-        verdicts = ", ".join(f"{s['rate']:,.0f} {word[s['holds']]}" for s in steps["steps"])
+        verdicts = ", ".join(f"{s['rate']:,.0f} {word[s['holds']]}"
+                             + (f" ({_spark(s.get('spark_cpu'))})" if _spark(s.get("spark_cpu")) else "")
+                             for s in steps["steps"])
         lines.append(f"steps       {verdicts}; highest held {steps['highest_held_changes_per_s'] or 'none'} changes/s")
     fresh = phases.get("freshness")
     if fresh:
@@ -147,6 +241,24 @@ def summary_lines(result: dict) -> list[str]:
                                       f"({f['count']:,} events, {f['missing']:,} missing)" if f.get("count")
                                       else "no event found")
             lines.append(f"freshness   {sink:<9} {text}")
+        if _spark(fresh.get("spark_cpu")):
+            lines.append(f"freshness   {_spark(fresh['spark_cpu'])}")
+    ceiling = phases.get("ceiling")
+    if ceiling:
+        cap = ceiling.get("capture")
+        if cap:
+            lines.append(f"ceiling     Debezium capture alone {cap['changes_per_s']:,.0f} changes/s "
+                         f"({cap['load']['changes']:,} changes; stream {cap.get('stream')})")
+        for sink, f in ceiling.get("sinks", {}).items():
+            if "error" in f:
+                lines.append(f"ceiling     {sink:<9} {f['error']}")
+                continue
+            own = f["services"].get(f.get("service")) or {}
+            lines.append(f"ceiling     {sink:<9} writer alone {f['changes_per_s']:,.0f} changes/s; bench "
+                         f"{f['bench_cpu_ms_per_change']:.3f} ms/change, {f.get('service')} "
+                         f"{own.get('ms_per_change') or 0:.3f} ms/change")
+        if ceiling.get("stream_restart_error"):
+            lines.append(f"ceiling     WARNING: the stream did not restart: {ceiling['stream_restart_error']}")
     footprint = phases.get("footprint")
     if footprint:
         for label, f in footprint["loads"].items():
@@ -157,7 +269,7 @@ def summary_lines(result: dict) -> list[str]:
     for t in result.get("targets", []):
         mark = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         lines.append(f"target      {t['target']}: {t['value']} (target {t['limit']}) {mark}")
-    return lines
+    return lines + headline_lines(result.get("headline"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:
         result["targets"] = logic.evaluate_targets(result.get("phases", {}))
+        result["headline"] = logic.headline(result.get("phases", {}), SINK_QUERIES)
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
     chosen = args.phases
@@ -187,12 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             say("    starting the stream (cdc_stream) through Airflow")
             pipeline_driver.start_stream(pipeline_driver.airflow_client(env), env, log=say)
+            # Its start-up (JIT, queries starting) would count as the first phase's Spark CPU.
+            result["stream_started_settle"] = measure.wait_spark_settled(say=say)
     queries = measure.stream_queries()
     tombstones = measure.tombstones_enabled(env)
     result.update(stream_queries=list(queries), tombstones_on_delete=tombstones, phases={})
     ctx = phases.Context(env=env, queries=queries, root=measure.checkpoint_root(env), tombstones=tombstones,
                          seed=args.seed, sample_interval=args.sample_interval, drain_timeout=args.drain_timeout,
-                         tick_s=args.tick_ms / 1000, say=say, footprint="footprint" in chosen)
+                         tick_s=args.tick_ms / 1000, say=say, footprint="footprint" in chosen,
+                         cpu_interval=args.cpu_interval)
     out = result["phases"]
     started = time.time()
 
@@ -223,11 +339,23 @@ def main(argv: list[str] | None = None) -> int:
         out["footprint_load"] = phases.one_step(ctx, args.footprint_rate, 10, args.footprint_seconds,
                                                 args.lag_interval, label=f"steady {args.footprint_rate:,.0f}/s")
 
+    def trickle() -> None:
+        out["trickle"] = phases.trickle(ctx, args.trickle_rate, args.trickle_seconds, args.idle_seconds)
+
+    def ceiling() -> None:
+        ctx.footprint = False
+        out["ceiling"] = {}
+        phases.ceiling(ctx, out["ceiling"], args.changes, args.tx_size, args.ceiling_sinks, args.ceiling_stream,
+                       args.ceiling_batch)
+
     def freshness() -> None:
         ctx.footprint = False  # measured under the heavier loads, not while reading the sinks
         out["freshness"] = phases.freshness(ctx, args.freshness_rate, args.freshness_seconds)
 
     try:
+        if "trickle" in chosen:
+            run("trickle", f"trickle: idle baseline {args.idle_seconds:.0f}s, then {args.trickle_rate:,.0f} changes/s "
+                f"for {args.trickle_seconds:.0f}s", trickle)
         if "capture" in chosen or "backlog" in chosen:
             label = " + ".join(p for p in ("capture", "backlog") if p in chosen)
             run("backlog", f"{label}: {args.changes:,} changes as fast as PostgreSQL takes them", capture_backlog)
@@ -240,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         if "freshness" in chosen:
             run("freshness", f"freshness: inserts at {args.freshness_rate:,.0f}/s for "
                 f"{args.freshness_seconds:.0f}s", freshness)
+        if "ceiling" in chosen:
+            run("ceiling", f"ceiling: Debezium alone and each sink's writer alone, {args.changes:,} changes "
+                f"(sinks: {', '.join(args.ceiling_sinks) or 'none'}; stream: {args.ceiling_stream})", ceiling)
     except KeyboardInterrupt:
         result["interrupted"] = True
         say("    interrupted: figures so far are kept")

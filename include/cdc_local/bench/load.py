@@ -11,10 +11,10 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from cdc_platform import names
+from cdc_platform import names, semantics
 
 from cdc_local import traffic
 from cdc_local.bench.logic import OpenLoopSchedule, kept_rate
@@ -203,3 +203,106 @@ def run_open_loop(writer: ChangeWriter, rate: float, total: int, *, tick_s: floa
 
 def planned_changes(rate: float, seconds: float) -> int:
     return max(1, math.floor(rate * seconds))
+
+
+# --- normalized changes for the sinks' ceilings (no PostgreSQL, no Spark) ------------------
+
+# schemas.CHANGE's fields, in order: what change_log.decode returns for an event change.
+CHANGE_FIELDS = ("id", "op", "position", "source_ts_ms", "content_id", "user_id", "event_type", "event_ts",
+                 "duration_ms", "device", "raw_payload", "length_seconds", "engagement_pct")
+_EPOCH = datetime(1970, 1, 1)
+
+
+def epoch_micros(ts: datetime) -> int:
+    naive = ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+    return (naive - _EPOCH) // timedelta(microseconds=1)
+
+
+def normalized_change(row_id: int, op: str, position: int, source_ts_ms: int, event: dict,
+                      length_seconds: int | None) -> dict:
+    """One event change as the core query writes it and change_log.decode returns it: cleaned
+    (lower-case ids, normalized event type and device), enriched (length, engagement_pct),
+    event_ts in epoch microseconds. ``event``: a row as traffic.make_event makes it."""
+    return {
+        "id": row_id, "op": op, "position": position, "source_ts_ms": source_ts_ms,
+        "content_id": event["content_id"].lower(), "user_id": event["user_id"].lower(),
+        "event_type": semantics.normalize_event_type(event["event_type"]),
+        "event_ts": epoch_micros(event["event_ts"]), "duration_ms": event["duration_ms"],
+        "device": semantics.normalize_device(event["device"]), "raw_payload": event["raw_payload"],
+        "length_seconds": length_seconds,
+        "engagement_pct": semantics.engagement_pct(event["duration_ms"], length_seconds),
+    }
+
+
+@dataclass
+class SinkLoad:
+    changes: list[dict]                 # the measured changes, positions increasing
+    cleanup: list[dict]                 # a delete per row the changes leave live, positions above them
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+
+    def as_dict(self) -> dict:
+        return {"changes": len(self.changes), "inserts": self.inserts, "updates": self.updates,
+                "deletes": self.deletes, "cleanup_deletes": len(self.cleanup)}
+
+
+def sink_changes(ids: range, catalogue: list[dict], users: list[str], *, base_position: int, now: datetime,
+                 source_ts_ms: int, seed: int, update_share: float = 0.1, delete_share: float = 0.04) -> SinkLoad:
+    """``len(ids)`` normalized changes for rows ``ids`` (taken in order by the inserts), in the
+    backlog's mix (traffic.py's rows; updates and deletes of live rows; no bad rows, which never
+    reach a sink). Change i has position ``base_position + i``; the cleanup deletes follow.
+    ``now``: the latest event time (traffic.make_event spreads events over the 15 minutes before it)."""
+    rng = random.Random(seed)
+    lengths = {c["id"]: c["length_seconds"] for c in catalogue}
+    load = SinkLoad([], [])
+    fresh = iter(ids)
+    live: list[int] = []
+    image: dict[int, dict] = {}
+    position = base_position
+    for _ in range(len(ids)):
+        roll = rng.random()
+        if live and roll < delete_share:
+            i = rng.randrange(len(live))
+            live[i], live[-1] = live[-1], live[i]
+            row_id = live.pop()
+            event = image.pop(row_id)
+            load.changes.append(normalized_change(row_id, "d", position, source_ts_ms, event,
+                                                  lengths.get(event["content_id"])))
+            load.deletes += 1
+        elif live and roll < delete_share + update_share:
+            row_id = live[rng.randrange(len(live))]
+            event = dict(image[row_id])
+            device = traffic._pick(rng, traffic.DEVICE_MIX)  # noqa: SLF001 - as traffic's updates
+            length = lengths.get(event["content_id"]) or 300
+            event["duration_ms"] = int(traffic.watch_fraction(rng, device) * length * 1000)
+            event["device"] = rng.choice(traffic.RAW_DEVICE_SPELLINGS[device])
+            image[row_id] = event
+            load.changes.append(normalized_change(row_id, "u", position, source_ts_ms, event,
+                                                  lengths.get(event["content_id"])))
+            load.updates += 1
+        else:
+            row_id = next(fresh)
+            event, _ = traffic.make_event(rng, catalogue, users, now, bad_share=0)
+            image[row_id] = event
+            live.append(row_id)
+            load.changes.append(normalized_change(row_id, "c", position, source_ts_ms, event,
+                                                  lengths.get(event["content_id"])))
+            load.inserts += 1
+        position += 1
+    for row_id in sorted(live):
+        event = image[row_id]
+        load.cleanup.append(normalized_change(row_id, "d", position, source_ts_ms, event,
+                                              lengths.get(event["content_id"])))
+        position += 1
+    return load
+
+
+def delete_every_row(changes: list[dict], first_position: int) -> list[dict]:
+    """A delete for every row ``changes`` touch (their last image), positions from ``first_position``
+    up: what undoes whatever part of them was applied (after a failure part-way)."""
+    last: dict[int, dict] = {}
+    for change in changes:
+        last[change["id"]] = change
+    return [{**change, "op": "d", "position": first_position + i}
+            for i, (_, change) in enumerate(sorted(last.items()))]

@@ -266,7 +266,7 @@ def tombstones_enabled(env) -> bool:
 
 # --- footprint ----------------------------------------------------------------------------
 
-SPARK_GROUP = "spark-driver"
+SPARK_GROUP = logic.SPARK_GROUP
 BENCH_GROUP = "bench (load generator)"
 
 
@@ -365,6 +365,171 @@ def format_footprint(summary: dict) -> list[str]:
                      f"{g['pss_mean_mib'] or 0:>8.0f} {g['pss_max_mib'] or 0:>7.0f}")
     lines.append(f"    machine busy {summary['machine_busy_pct']}% of {os.cpu_count()} cores; "
                  f"stack resident (PSS) peak {summary['total_pss_max_mib']} MiB")
+    return lines
+
+
+# --- CPU by process tree (one pass over /proc per sample) -----------------------------------
+
+MACHINE = "(machine)"   # key of the machine's busy seconds in CpuSampler's samples
+
+
+class CpuSampler:
+    """Cumulative CPU seconds of the Spark side of the stream (the spark-submit JVM, its Python
+    driver and every Python worker they fork: logic.is_spark_process' trees), of each stack
+    service (supervisord's process trees, without the Spark trees an Airflow worker holds) and of
+    this bench; plus the machine's busy seconds. One pass over /proc per sample, every
+    ``interval`` seconds in a thread, or only at start() and stop() with ``interval`` None
+    (for windows where the sampler's own CPU would blur this process's figure). Any window's
+    CPU per group comes from the samples by interpolation (``between``)."""
+
+    def __init__(self, interval: float | None = 1.0, refresh_services_s: float = 15.0):
+        self.interval = interval
+        self.refresh_services_s = refresh_services_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.errors: list[str] = []
+        self._services: dict[str, int] = {}
+        self._services_at = float("-inf")
+        self._thread: Periodic | None = None
+        self._lock = threading.Lock()
+        self.account: logic.CpuAccount | None = None
+        self._machine0 = 0.0
+        self.last_groups: dict[int, str] = {}   # pid -> group at the last sample
+        self._initial: set[tuple[int, float]] | None = None   # the processes of the first sample
+
+    def start(self) -> "CpuSampler":
+        import psutil
+
+        self.started = time.time()
+        self.account = logic.CpuAccount(self.started)
+        self._machine0 = logic.busy_seconds(psutil.cpu_times()._asdict())
+        self.sample()
+        if self.interval:
+            self._thread = Periodic("cpu", self.interval, self.sample)
+            self._thread.start()
+        return self
+
+    def stop(self) -> "CpuSampler":
+        if self._thread is not None:
+            self._thread.stop()
+            self.errors += self._thread.errors
+            self._thread = None
+        self.sample()
+        return self
+
+    def _service_roots(self, now: float) -> dict[str, int]:
+        if now - self._services_at >= self.refresh_services_s:
+            from cdc_local.stack.config import StackConfig
+            from cdc_local.stack.supervisor import Supervisor
+
+            try:
+                info = Supervisor(StackConfig.load()).all_info()
+                self._services = {name: i["pid"] for name, i in info.items() if i.get("pid")}
+            except Exception as exc:  # noqa: BLE001 - no service groups this time; the Spark one still counts
+                self.errors.append(f"supervisor: {type(exc).__name__}: {exc}")
+            self._services_at = now
+        return self._services
+
+    def sample(self) -> None:
+        import psutil
+
+        from cdc_local.pipeline_driver import STREAM_APPLICATION
+
+        with self._lock:
+            parents: dict[int, int] = {}
+            cpu: dict[int, tuple[float, float]] = {}
+            spark: list[int] = []
+            for proc in psutil.process_iter(["pid", "ppid", "create_time", "cpu_times", "cmdline", "status"]):
+                i = proc.info
+                if i["cpu_times"] is None or i["create_time"] is None or i["status"] == psutil.STATUS_ZOMBIE:
+                    # Gone or not readable; a zombie has no more CPU to add, and without its
+                    # command line it would be taken for its parent's group.
+                    continue
+                parents[i["pid"]] = i["ppid"]
+                cpu[i["pid"]] = (i["create_time"], i["cpu_times"].user + i["cpu_times"].system)
+                if logic.is_spark_process(i["cmdline"] or [], STREAM_APPLICATION):
+                    spark.append(i["pid"])
+            services = self._service_roots(time.time())
+            if any(pid not in parents for pid in services.values()):
+                self._services_at = float("-inf")  # a service restarted: its new pid next time
+            roots = [(SPARK_GROUP, spark), *((name, [pid]) for name, pid in sorted(services.items())),
+                     (BENCH_GROUP, [os.getpid()])]
+            self.last_groups = logic.assign_groups(parents, roots)
+            if self._initial is None:
+                self._initial = {(pid, cpu[pid][0]) for pid in parents}
+            for pid, group in self.last_groups.items():
+                created, seconds = cpu[pid]
+                # New since the first sample: all its CPU is in the window. (A process's start
+                # time from /proc is only as precise as the boot time, whole seconds.)
+                born = self.started - 1.0 if (pid, created) in self._initial else self.started
+                self.account.observe(group, (pid, created), born, seconds)
+            totals = self.account.seconds()
+            totals[MACHINE] = logic.busy_seconds(psutil.cpu_times()._asdict()) - self._machine0
+            self.samples.append((time.time(), totals))
+
+    def between(self, t0: float, t1: float) -> tuple[dict[str, float], float | None]:
+        """(CPU seconds per group, the machine's busy seconds) within [t0, t1]."""
+        with self._lock:
+            samples = list(self.samples)
+        values = logic.cpu_between(samples, t0, t1)
+        machine = values.pop(MACHINE, None)
+        for group in {g for _, v in samples for g in v} - {MACHINE}:
+            values.setdefault(group, 0.0)
+        return values, machine
+
+    def spark_seconds(self, t0: float, t1: float) -> float:
+        return self.between(t0, t1)[0].get(SPARK_GROUP, 0.0)
+
+
+def wait_spark_settled(min_age_s: float = 60.0, window_s: float = 5.0, timeout_s: float = 240.0,
+                       say: Callable[[str], None] = print) -> dict:
+    """Until the Spark side is past its start-up: its processes have run ``min_age_s`` and its
+    CPU over the last two windows of ``window_s`` agrees (logic.cpu_settled). Returns what it
+    waited for; at once when no Spark side runs."""
+    import psutil
+
+    from cdc_local.pipeline_driver import STREAM_APPLICATION
+
+    started = time.time()
+    ages = []
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        if logic.is_spark_process(proc.info["cmdline"] or [], STREAM_APPLICATION) and proc.info["create_time"]:
+            ages.append(started - proc.info["create_time"])
+    if not ages:
+        return {"spark": False, "waited_s": 0.0}
+    young = min_age_s - min(ages)
+    if young > 0:
+        say(f"    the Spark side started {min(ages):.0f}s ago: waiting {young:.0f}s before measuring its idle cost")
+        time.sleep(young)
+    windows: list[float] = []
+    cpu = CpuSampler(interval=None).start()
+    try:
+        while not logic.cpu_settled(windows) and time.time() - started < timeout_s:
+            t0 = time.time()
+            time.sleep(window_s)
+            cpu.sample()
+            windows.append(round(cpu.spark_seconds(t0, time.time()) / (time.time() - t0), 3))
+    finally:
+        cpu.stop()
+    settled = logic.cpu_settled(windows)
+    if not settled:
+        say(f"    the Spark side's CPU did not settle within {timeout_s:.0f}s: {windows} cores per {window_s:.0f}s")
+    return {"spark": True, "settled": settled, "waited_s": round(time.time() - started, 1),
+            "cores_per_window": windows, "window_s": window_s}
+
+
+def format_cpu(columns: dict[str, dict], cores: int | None = None) -> list[str]:
+    """Cores per group side by side for each window (label -> logic.cpu_summary)."""
+    labels = list(columns)
+    names_ = sorted({g for c in columns.values() for g in c["groups"]},
+                    key=lambda g: -max((c["groups"].get(g) or {}).get("cores", 0) for c in columns.values()))
+    lines = [f"    {'cores used':<26}" + "".join(f"{label:>14}" for label in labels)]
+    for name in names_:
+        lines.append(f"    {name:<26}" + "".join(
+            f"{(columns[label]['groups'].get(name) or {}).get('cores', 0):>14.3f}" for label in labels))
+    lines.append(f"    {'outside these groups':<26}" + "".join(
+        f"{columns[label]['outside_groups_cores'] or 0:>14.3f}" for label in labels))
+    lines.append(f"    {'machine':<26}" + "".join(f"{columns[label]['machine_cores'] or 0:>14.3f}" for label in labels)
+                 + (f"   (of {cores} cores)" if cores else ""))
     return lines
 
 
@@ -478,3 +643,83 @@ def rest_applied(env, row_ids: list[int], say: Callable[[str], None] = print) ->
         for events in pool.map(one, row_ids):
             keep(events)
     return found, "per_row"
+
+
+# --- what the sink ceilings read ------------------------------------------------------------
+
+def max_source_event_id(env) -> int:
+    """The largest id the PostgreSQL events table has handed out (its sequence, or its rows)."""
+    import psycopg2
+
+    conn = psycopg2.connect(env["PG_DSN"], application_name="cdc-bench")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {names.PG_EVENTS_TABLE}")
+            highest = cur.fetchone()[0]
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (names.PG_EVENTS_TABLE,))
+            sequence = cur.fetchone()[0]
+            if sequence:
+                cur.execute(f"SELECT last_value FROM {sequence}")
+                highest = max(highest, cur.fetchone()[0])
+        return int(highest)
+    finally:
+        conn.close()
+
+
+def cassandra_rows_left(env, row_ids: list[int]) -> int:
+    """How many of ``row_ids`` the Cassandra events table still holds."""
+    return len(cassandra_applied(env, row_ids))
+
+
+# Restores the watermark's max_position only if it is still the one the ceiling set.
+_RESTORE_MAX_POSITION = """
+if redis.call('HGET', KEYS[1], 'max_position') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'max_position') else
+  redis.call('HSET', KEYS[1], 'max_position', ARGV[2]) end
+return 1
+"""
+
+
+def redis_max_position(env) -> str | None:
+    from cdc_platform import redis_client
+
+    client = redis_client.connect(env["REDIS_URL"])
+    try:
+        value = client.hget(names.REDIS_WATERMARK, "max_position")
+        return None if value is None else value.decode()
+    finally:
+        client.close()
+
+
+def redis_restore_max_position(env, expected: str, previous: str | None) -> bool:
+    from cdc_platform import redis_client
+
+    client = redis_client.connect(env["REDIS_URL"])
+    try:
+        return bool(client.eval(_RESTORE_MAX_POSITION, 1, names.REDIS_WATERMARK, expected, previous or ""))
+    finally:
+        client.close()
+
+
+def redis_snapshot(env):
+    """Every Redis aggregate (cdc_platform.aggregates.read_snapshot)."""
+    from cdc_platform import redis_client
+    from cdc_platform.aggregates import read_snapshot
+
+    client = redis_client.connect(env["REDIS_URL"])
+    try:
+        return read_snapshot(client)
+    finally:
+        client.close()
+
+
+def redis_event_clock_ms(env) -> int | None:
+    """engagement_10m's event-time clock (the watermark's max_event_ts_ms)."""
+    from cdc_platform import redis_client
+    from cdc_platform.aggregates import read_watermark
+
+    client = redis_client.connect(env["REDIS_URL"])
+    try:
+        return read_watermark(client).max_event_ts_ms
+    finally:
+        client.close()
