@@ -14,7 +14,8 @@ import pytest
 
 from cdc_platform import connections as conn_ids
 from cdc_platform.kafka_clients import CLIENT_CONFIG_ENV
-from cdc_platform.operators.stream import APPLICATION, CdcStreamSubmitOperator, stream_submission
+from cdc_platform.operators.stream import (APPLICATION, DRIVER_JAVA_OPTIONS, CdcStreamSubmitOperator,
+                                          stream_submission)
 from tests.polling import poll_until
 
 SECRETS = {"sink": "sink-secret", "redis": "redis-secret", "api": "api-secret", "kafka": "kafka-secret"}
@@ -157,6 +158,8 @@ def test_secrets_reach_spark_submit_in_its_environment_never_on_its_command_line
     assert json.loads(record["env"][CLIENT_CONFIG_ENV]) == KAFKA_EXTRA
     argv = record["argv"]
     assert "--bootstrap" not in argv
+    # The driver's JVM options reach spark-submit, which starts the driver JVM with them.
+    assert f"spark.driver.extraJavaOptions={DRIVER_JAVA_OPTIONS}" in argv
     assert argv[argv.index("--cassandra-user") + 1] == "cdc_sink"
     assert argv[argv.index("--master") + 1] == "local[1]"
 
