@@ -199,9 +199,14 @@ def _batches(session, keyspace: str, statements: list[tuple[Any, tuple]]) -> lis
 
 
 def write_changes(changes: Sequence[dict], contents: Sequence[dict], settings) -> CassandraSinkStats:
-    """Apply decoded event changes and content changes (change_log.decode) to the events and
-    content tables, in unlogged batches, BATCH_CONCURRENCY of them in flight."""
-    target = settings if isinstance(settings, CassandraTarget) else CassandraTarget.from_settings(settings)
+    """The fan-out's interface (shared with the Redis and REST sinks): decoded event changes and
+    content changes (change_log.decode) to the tables ``settings`` (config.SinkSettings) name."""
+    return apply_changes(changes, contents, CassandraTarget.from_settings(settings))
+
+
+def apply_changes(changes: Sequence[dict], contents: Sequence[dict], target: CassandraTarget) -> CassandraSinkStats:
+    """Apply decoded event changes and content changes to the events and content tables, in
+    unlogged batches, BATCH_CONCURRENCY of them in flight."""
     if not changes and not contents:
         return CassandraSinkStats()
     session = get_session(target.host, target.port, target.username, target.password, target.consistency)
@@ -233,7 +238,7 @@ def write_partition(records: Iterable, target: CassandraTarget, content_topic: s
         changes, contents = [], []
         for topic, value in chunk:
             (contents if topic == content_topic else changes).append(change_log.decode(value))
-        stats += write_changes(changes, contents, target)
+        stats += apply_changes(changes, contents, target)
     yield stats
 
 

@@ -190,13 +190,14 @@ def fan_out_rows(rows: Iterable[tuple[str, str | None, str | None, str | None, i
                                   name=f"cdc-fanout-{name}", daemon=True)
         thread.start()
         threads[name] = thread
-    deadline = time.monotonic() + plan.budget.seconds(len(changes) + len(contents))
+    budget_s = plan.budget.seconds(len(changes) + len(contents))
+    deadline = time.monotonic() + budget_s
     for name, thread in threads.items():
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
-            outcomes[name] = SinkOutcome(ok=False, over_budget=True, seconds=round(plan.budget.seconds(
-                len(changes) + len(contents)), 3), error=f"still writing after its budget of "
-                f"{plan.budget.seconds(len(changes) + len(contents)):.1f}s for {len(changes)} changes")
+            outcomes[name] = SinkOutcome(ok=False, over_budget=True, seconds=round(budget_s, 3),
+                                         error=f"still writing after its budget of {budget_s:.1f}s "
+                                               f"for {len(changes)} changes")
 
     steps["sinks"] = time.monotonic() - started - sum(steps.values())
     if producer is not None:
@@ -243,7 +244,7 @@ class FanoutResult:
     sinks: dict[str, SinkOutcome] = field(default_factory=dict)
     parked: list[str] = field(default_factory=list)
     passed: list[str] = field(default_factory=list)
-    # Per step of a task (read, sinks, flush): the slowest task's seconds.
+    # Per step of a task (read, sinks, flush): the slowest task's seconds; cpu: the tasks' sum.
     task_steps: dict[str, float] = field(default_factory=dict)
 
     def add_report(self, report: dict) -> None:
@@ -259,7 +260,10 @@ class FanoutResult:
                 partition = int(partition)
                 merged[partition] = min(offset, merged.get(partition, offset))
         for step, seconds in (report.get("task_steps") or {}).items():
-            self.task_steps[step] = max(seconds, self.task_steps.get(step, 0.0))
+            # Wall-clock steps: the slowest task's; CPU: what all the tasks spent.
+            merged = seconds + self.task_steps.get(step, 0.0) if step == "cpu" else \
+                max(seconds, self.task_steps.get(step, 0.0))
+            self.task_steps[step] = round(merged, 3)
         for name, raw in report["sinks"].items():
             outcome = self.sinks.setdefault(name, SinkOutcome())
             outcome.seconds = max(outcome.seconds, raw["seconds"])

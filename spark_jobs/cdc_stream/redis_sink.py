@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import redis
@@ -57,9 +56,16 @@ def to_change(change: dict) -> Change:
 
 
 def write_changes(changes: Sequence[dict], contents: Sequence[dict], settings) -> ApplyStats:
-    """Apply decoded event changes (change_log.decode) through this process's client; content
-    changes do not touch the aggregates. A change that cannot become a Change is a contract
-    breach upstream (the transforms quarantine bad records): it is logged and counted, not applied."""
+    """The fan-out's interface (shared with the Cassandra and REST sinks): decoded event changes
+    (change_log.decode) to the Redis of ``settings.redis_url``; content changes do not touch the
+    aggregates."""
+    return apply_decoded(changes, settings.redis_url)
+
+
+def apply_decoded(changes: Sequence[dict], redis_url: str) -> ApplyStats:
+    """Apply decoded event changes through this process's client for ``redis_url``. A change
+    that cannot become a Change is a contract breach upstream (the transforms quarantine bad
+    records): it is logged and counted, not applied."""
     rejected = 0
 
     def to_changes() -> Iterator[Change]:
@@ -73,7 +79,7 @@ def write_changes(changes: Sequence[dict], contents: Sequence[dict], settings) -
 
     if not changes:
         return ApplyStats()
-    stats = apply_changes(client_for(settings.redis_url), to_changes())
+    stats = apply_changes(client_for(redis_url), to_changes())
     return ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=rejected)
 
 
@@ -86,13 +92,8 @@ def apply_partition(redis_url: str, records: Iterable[Any]) -> Iterator[ApplySta
         except ValueError as exc:
             undecodable += 1
             log.error("redis sink: rejected record %r: %s", value, exc)
-    stats = write_changes(changes, (), _UrlSettings(redis_url))
+    stats = apply_decoded(changes, redis_url)
     yield ApplyStats(applied=stats.applied, skipped_stale=stats.skipped_stale, rejected=stats.rejected + undecodable)
-
-
-@dataclass(frozen=True)
-class _UrlSettings:
-    redis_url: str
 
 
 def write_batch(records: "DataFrame", batch_id: int, settings) -> ApplyStats:

@@ -34,7 +34,7 @@ class WaitingEvent:
     offset: int
     timestamp_ms: int | None
     pending_since_ms: int
-    content_id: str
+    content_id: str | None  # None when its record names none: only its wait expiring releases it
 
     @property
     def record_id(self) -> str:

@@ -157,13 +157,17 @@ def test_records_kafka_did_not_acknowledge_fail_the_task(sinks, monkeypatch):
 
 def test_reports_of_several_tasks_merge_into_the_batch_s_result(sinks, producer):
     first, _, _ = fanout.fan_out_rows(rows()[:2], plan())
+    first["task_steps"] = {"read": 0.5, "cpu": 0.25}
     second = json.loads(json.dumps({**first, "first_offsets": {TOPICS.event_changes: {"0": 90, "2": 7}},
+                                    "task_steps": {"read": 0.125, "cpu": 0.5},
                                     "sinks": {**first["sinks"], "rest": {**first["sinks"]["rest"], "ok": False,
                                                                          "error": "HTTP 503"}}}))
     result = fanout.FanoutResult()
     result.add_report(first)
     result.add_report(second)
     assert result.counts == {TOPICS.event_changes: 4}
+    # The slowest task's wall clock, and the CPU of all tasks together.
+    assert result.task_steps == {"read": 0.5, "cpu": 0.75}
     assert result.first_offsets == {TOPICS.event_changes: {0: 90, 1: 100, 2: 7}}
     assert result.failed_sinks() == {"rest": "HTTP 503"}
 
