@@ -302,6 +302,10 @@ def test_targets_from_whatever_was_measured():
     assert by_name["footprint: whole stack PSS under load, GiB"] == {
         "target": "footprint: whole stack PSS under load, GiB", "value": 4.0, "limit": 4.5, "met": True}
     assert all(t["met"] is None for t in logic.evaluate_targets({}))
+    none_held = {t["target"]: t for t in logic.evaluate_targets(
+        {"steps": {"steps": [{"rate": 3000, "holds": False}], "highest_held_changes_per_s": None}})}
+    assert none_held["steps: highest held step, changes/s"]["value"] == 0
+    assert none_held["steps: highest held step, changes/s"]["met"] is False
 
 
 def test_phases_and_rates_flags():
@@ -314,7 +318,7 @@ def test_phases_and_rates_flags():
         with pytest.raises(argparse.ArgumentTypeError):
             cli.parse_rates(bad)
     args = cli.build_parser().parse_args([])
-    assert args.phases == list(cli.PHASES) and args.steps == [500, 1000, 2000, 5000]
+    assert args.phases == list(cli.PHASES) and args.steps == [500, 1000, 2000, 3000, 5000]
     assert (args.changes, args.step_seconds, args.warmup, args.freshness_rate) == (100_000, 120, 15, 1000)
 
 

@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-interval", type=float, default=0.5,
                    help="seconds between end-offset samples of the source topics (default 0.5)")
     g = p.add_argument_group("sustained steps")
-    g.add_argument("--steps", type=parse_rates, default=[500, 1000, 2000, 5000],
-                   help="changes/s of the listed steps (default 500,1000,2000,5000; '2k' works)")
+    g.add_argument("--steps", type=parse_rates, default=[500, 1000, 2000, 3000, 5000],
+                   help="changes/s of the listed steps (default 500,1000,2000,3000,5000; '2k' works)")
     g.add_argument("--step-growth", type=float, default=1.5,
                    help="after the list, raise the rate by this factor while every step held (default 1.5; 0: no)")
     g.add_argument("--max-step", type=float, default=50_000, help="highest rate the growth goes to (default 50000)")
