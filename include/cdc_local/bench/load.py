@@ -11,7 +11,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
 from cdc_platform import names, semantics
@@ -210,12 +210,6 @@ def planned_changes(rate: float, seconds: float) -> int:
 # schemas.CHANGE's fields, in order: what change_log.decode returns for an event change.
 CHANGE_FIELDS = ("id", "op", "position", "source_ts_ms", "content_id", "user_id", "event_type", "event_ts",
                  "duration_ms", "device", "raw_payload", "length_seconds", "engagement_pct")
-_EPOCH = datetime(1970, 1, 1)
-
-
-def epoch_micros(ts: datetime) -> int:
-    naive = ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
-    return (naive - _EPOCH) // timedelta(microseconds=1)
 
 
 def normalized_change(row_id: int, op: str, position: int, source_ts_ms: int, event: dict,
@@ -227,7 +221,7 @@ def normalized_change(row_id: int, op: str, position: int, source_ts_ms: int, ev
         "id": row_id, "op": op, "position": position, "source_ts_ms": source_ts_ms,
         "content_id": event["content_id"].lower(), "user_id": event["user_id"].lower(),
         "event_type": semantics.normalize_event_type(event["event_type"]),
-        "event_ts": epoch_micros(event["event_ts"]), "duration_ms": event["duration_ms"],
+        "event_ts": semantics.epoch_micros(event["event_ts"]), "duration_ms": event["duration_ms"],
         "device": semantics.normalize_device(event["device"]), "raw_payload": event["raw_payload"],
         "length_seconds": length_seconds,
         "engagement_pct": semantics.engagement_pct(event["duration_ms"], length_seconds),

@@ -3,6 +3,7 @@ process trees and the sinks' applied times. Read-only; each reader owns its clie
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -680,46 +681,39 @@ return 1
 """
 
 
-def redis_max_position(env) -> str | None:
+@contextlib.contextmanager
+def _redis(env):
     from cdc_platform import redis_client
 
     client = redis_client.connect(env["REDIS_URL"])
     try:
-        value = client.hget(names.REDIS_WATERMARK, "max_position")
-        return None if value is None else value.decode()
+        yield client
     finally:
         client.close()
+
+
+def redis_max_position(env) -> str | None:
+    with _redis(env) as client:
+        value = client.hget(names.REDIS_WATERMARK, "max_position")
+    return None if value is None else value.decode()
 
 
 def redis_restore_max_position(env, expected: str, previous: str | None) -> bool:
-    from cdc_platform import redis_client
-
-    client = redis_client.connect(env["REDIS_URL"])
-    try:
+    with _redis(env) as client:
         return bool(client.eval(_RESTORE_MAX_POSITION, 1, names.REDIS_WATERMARK, expected, previous or ""))
-    finally:
-        client.close()
 
 
 def redis_snapshot(env):
     """Every Redis aggregate (cdc_platform.aggregates.read_snapshot)."""
-    from cdc_platform import redis_client
     from cdc_platform.aggregates import read_snapshot
 
-    client = redis_client.connect(env["REDIS_URL"])
-    try:
+    with _redis(env) as client:
         return read_snapshot(client)
-    finally:
-        client.close()
 
 
 def redis_event_clock_ms(env) -> int | None:
     """engagement_10m's event-time clock (the watermark's max_event_ts_ms)."""
-    from cdc_platform import redis_client
     from cdc_platform.aggregates import read_watermark
 
-    client = redis_client.connect(env["REDIS_URL"])
-    try:
+    with _redis(env) as client:
         return read_watermark(client).max_event_ts_ms
-    finally:
-        client.close()
